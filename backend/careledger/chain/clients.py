@@ -1,0 +1,428 @@
+"""Typed clients for the four contracts, over one web3 connection and deployment file."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account import Account
+from web3 import Web3
+from web3.contract import Contract
+from web3.contract.contract import ContractFunction
+from web3.exceptions import ContractLogicError
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from careledger import errors
+from careledger.chain import merkle
+from careledger.chain.deployment import Deployment
+from careledger.chain.eip712 import CONSENT_DOMAIN, RECORD_DOMAIN, Domain, Enrollment, Erasure, Grant, Revocation
+from careledger.chain.reverts import RevertDecoder
+from careledger.chain.sender import Sender, _revert_data
+from careledger.codes import MemberStatus, Role
+
+# --------------------------------------------------------------------------- value types
+
+
+@dataclass(frozen=True)
+class Member:
+    address: str
+    role: Role
+    status: MemberStatus
+    relayer: str | None
+    name: str
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class Proposal:
+    proposal_id: int
+    action: int
+    role: Role
+    executed: bool
+    deadline: int
+    proposer: str
+    subject: str
+    value: int
+    name: str
+    endpoint: str
+
+
+@dataclass(frozen=True)
+class StoredConsent:
+    categories: int
+    purposes: int
+    valid_from: int
+    valid_until: int
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class TxInfo:
+    tx_hash: str
+    block_number: int
+    gas_used: int
+
+    @classmethod
+    def of(cls, receipt: TxReceipt) -> TxInfo:
+        return cls(receipt["transactionHash"].to_0x_hex(), int(receipt["blockNumber"]), int(receipt["gasUsed"]))
+
+
+@dataclass(frozen=True)
+class GrantReceipt:
+    consent_id: bytes
+    index: int
+    tx: TxInfo
+
+
+@dataclass(frozen=True)
+class RecordEntry:
+    """One record version to anchor for an enrolled patient."""
+
+    record_id: bytes
+    patient: str
+    category: int
+    commitment: bytes
+    supersedes: bytes = b"\x00" * 32
+
+
+@dataclass(frozen=True)
+class AnchorReceipt:
+    batch_id: int
+    root: bytes
+    records: list[merkle.AnchoredRecord]  # in leaf order
+    tx: TxInfo
+
+    def proof(self, record_id: bytes) -> list[bytes]:
+        leaves = [r.leaf() for r in self.records]
+        index = next(i for i, r in enumerate(self.records) if r.record_id == record_id)
+        return merkle.proof(leaves, index)
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    record_id: bytes
+    patient: str
+    requester: str
+    purpose: int
+    break_glass: bool
+    checked_block: int
+    basis: bytes
+    request_hash: bytes
+    signature: bytes
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (
+            self.record_id,
+            self.patient,
+            self.requester,
+            self.purpose,
+            self.break_glass,
+            self.checked_block,
+            self.basis,
+            self.request_hash,
+            self.signature,
+        )
+
+
+@dataclass(frozen=True)
+class LogReceipt:
+    batch_id: int
+    count: int
+    tx: TxInfo
+
+
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+# --------------------------------------------------------------------------- base
+
+
+class _ContractClient:
+    NAME: str
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        info = ledger.deployment.contracts[self.NAME]
+        self.address = info.address
+        self.contract: Contract = ledger.w3.eth.contract(address=Web3.to_checksum_address(info.address), abi=info.abi)
+
+    def _call(self, fn: ContractFunction) -> Any:
+        try:
+            return fn.call()
+        except ContractLogicError as exc:
+            raise self.ledger.decoder.decode(self.NAME, _revert_data(exc)) from None
+        except (OSError, ConnectionError) as exc:
+            raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
+
+    def _transact(self, by: Sender, fn: ContractFunction) -> TxReceipt:
+        return by.transact(self.NAME, fn)
+
+    def _events(self, receipt: TxReceipt, event: str) -> list[Any]:
+        return list(self.contract.events[event]().process_receipt(receipt, errors=DISCARD))
+
+
+# --------------------------------------------------------------------------- MemberRegistry
+
+
+class MemberRegistryClient(_ContractClient):
+    NAME = "MemberRegistry"
+
+    def propose_admit(self, by: Sender, member: str, role: Role, name: str, endpoint: str = "") -> int:
+        fn = self.contract.functions.proposeAdmit(member, int(role), name, endpoint)
+        return self._proposal_id(self._transact(by, fn))
+
+    def propose_suspend(self, by: Sender, member: str) -> int:
+        return self._proposal_id(self._transact(by, self.contract.functions.proposeSuspend(member)))
+
+    def propose_reinstate(self, by: Sender, member: str) -> int:
+        return self._proposal_id(self._transact(by, self.contract.functions.proposeReinstate(member)))
+
+    def propose_add_seat(self, by: Sender, seat: str) -> int:
+        return self._proposal_id(self._transact(by, self.contract.functions.proposeAddSeat(seat)))
+
+    def propose_remove_seat(self, by: Sender, seat: str) -> int:
+        return self._proposal_id(self._transact(by, self.contract.functions.proposeRemoveSeat(seat)))
+
+    def propose_threshold(self, by: Sender, threshold: int) -> int:
+        return self._proposal_id(self._transact(by, self.contract.functions.proposeThreshold(threshold)))
+
+    def vote(self, by: Sender, proposal_id: int) -> bool:
+        """Approve a proposal; True if this vote made it take effect."""
+        receipt = self._transact(by, self.contract.functions.vote(proposal_id))
+        return bool(self._events(receipt, "ProposalExecuted"))
+
+    def set_endpoint(self, by: Sender, endpoint: str) -> TxInfo:
+        return TxInfo.of(self._transact(by, self.contract.functions.setEndpoint(endpoint)))
+
+    def set_relayer(self, by: Sender, relayer: str) -> TxInfo:
+        return TxInfo.of(self._transact(by, self.contract.functions.setRelayer(relayer)))
+
+    def add_signer(self, by: Sender, signer: str) -> TxInfo:
+        return TxInfo.of(self._transact(by, self.contract.functions.addSigner(signer)))
+
+    def remove_signer(self, by: Sender, signer: str) -> TxInfo:
+        return TxInfo.of(self._transact(by, self.contract.functions.removeSigner(signer)))
+
+    def get_member(self, member: str) -> Member:
+        role, status, relayer, name, endpoint = self._call(self.contract.functions.getMember(member))
+        return Member(
+            Web3.to_checksum_address(member),
+            Role(role),
+            MemberStatus(status),
+            None if relayer == ZERO_ADDRESS else relayer,
+            name,
+            endpoint,
+        )
+
+    def members(self) -> list[Member]:
+        count = self._call(self.contract.functions.memberCount())
+        return [self.get_member(self._call(self.contract.functions.memberAt(i))) for i in range(count)]
+
+    def active_sender(self, account: str) -> tuple[str | None, Role]:
+        member, role = self._call(self.contract.functions.activeSender(account))
+        return (None if member == ZERO_ADDRESS else member), Role(role)
+
+    def active_signer(self, account: str) -> tuple[str | None, Role]:
+        member, role = self._call(self.contract.functions.activeSigner(account))
+        return (None if member == ZERO_ADDRESS else member), Role(role)
+
+    def key_of(self, account: str) -> tuple[str | None, int]:
+        member, kind = self._call(self.contract.functions.keyOf(account))
+        return (None if member == ZERO_ADDRESS else member), int(kind)
+
+    def allowlist(self) -> list[str]:
+        return list(self._call(self.contract.functions.allowlist()))
+
+    def seats(self) -> list[str]:
+        return list(self._call(self.contract.functions.seats()))
+
+    def threshold(self) -> int:
+        return int(self._call(self.contract.functions.threshold()))
+
+    def proposal(self, proposal_id: int) -> Proposal:
+        p = self._call(self.contract.functions.getProposal(proposal_id))
+        return Proposal(proposal_id, p[0], Role(p[1]), p[2], p[3], p[4], p[5], p[6], p[7], p[8])
+
+    def approvals(self, proposal_id: int) -> int:
+        return int(self._call(self.contract.functions.approvals(proposal_id)))
+
+    def _proposal_id(self, receipt: TxReceipt) -> int:
+        return int(self._events(receipt, "ProposalCreated")[0]["args"]["proposalId"])
+
+
+# --------------------------------------------------------------------------- ConsentRegistry
+
+
+class ConsentRegistryClient(_ContractClient):
+    NAME = "ConsentRegistry"
+
+    def grant_by_sig(self, by: Sender, grant: Grant, signature: bytes) -> GrantReceipt:
+        receipt = self._transact(by, self.contract.functions.grantBySig(grant.as_tuple(), signature))
+        args = self._events(receipt, "ConsentGranted")[0]["args"]
+        return GrantReceipt(bytes(args["consentId"]), int(args["index"]), TxInfo.of(receipt))
+
+    def revoke_by_sig(
+        self, by: Sender, revocation: Revocation, grantee: str, index: int, signature: bytes
+    ) -> TxInfo:
+        fn = self.contract.functions.revokeBySig(revocation.as_tuple(), grantee, index, signature)
+        return TxInfo.of(self._transact(by, fn))
+
+    def is_permitted(self, patient: str, grantee: str, category: int, purpose: int) -> bytes | None:
+        """The id of a consent that permits this now, or None."""
+        permitted, consent_id = self._call(self.contract.functions.isPermitted(patient, grantee, category, purpose))
+        return bytes(consent_id) if permitted else None
+
+    def get_consent(self, patient: str, grantee: str, index: int) -> StoredConsent:
+        c = self._call(self.contract.functions.getConsent(patient, grantee, index))
+        return StoredConsent(*c)
+
+    def consent_count(self, patient: str, grantee: str) -> int:
+        return int(self._call(self.contract.functions.consentCount(patient, grantee)))
+
+    def consent_id_of(self, patient: str, grantee: str, index: int) -> bytes:
+        return bytes(self._call(self.contract.functions.consentIdOf(patient, grantee, index)))
+
+    def grant_digest(self, grant: Grant) -> bytes:
+        return bytes(self._call(self.contract.functions.grantDigest(grant.as_tuple())))
+
+    def revocation_digest(self, revocation: Revocation) -> bytes:
+        return bytes(self._call(self.contract.functions.revocationDigest(revocation.as_tuple())))
+
+    def nonce_used(self, owner: str, nonce: int) -> bool:
+        return bool(self._call(self.contract.functions.nonceUsed(owner, nonce)))
+
+
+# --------------------------------------------------------------------------- RecordRegistry
+
+
+class RecordRegistryClient(_ContractClient):
+    NAME = "RecordRegistry"
+
+    def enroll_by_sig(self, by: Sender, enrollment: Enrollment, signature: bytes) -> TxInfo:
+        fn = self.contract.functions.enrollBySig(enrollment.as_tuple(), signature)
+        return TxInfo.of(self._transact(by, fn))
+
+    def anchor(self, by: Sender, custodian: str, records: Sequence[RecordEntry]) -> AnchorReceipt:
+        """Anchor one batch; records are grouped by patient, keeping first-seen order."""
+        groups: dict[str, list[RecordEntry]] = {}
+        for r in records:
+            groups.setdefault(Web3.to_checksum_address(r.patient), []).append(r)
+        batch = [
+            (patient, [(r.record_id, r.category, r.commitment, r.supersedes) for r in entries])
+            for patient, entries in groups.items()
+        ]
+        receipt = self._transact(by, self.contract.functions.anchor(batch))
+        args = self._events(receipt, "RecordBatchAnchored")[0]["args"]
+        batch_id = int(args["batchId"])
+        custodian = Web3.to_checksum_address(custodian)
+        anchored = [
+            merkle.AnchoredRecord(batch_id, patient, custodian, r.record_id, r.category, r.commitment, r.supersedes)
+            for patient, entries in groups.items()
+            for r in entries
+        ]
+        return AnchorReceipt(batch_id, bytes(args["root"]), anchored, TxInfo.of(receipt))
+
+    def erase_by_sig(
+        self,
+        by: Sender,
+        erasure: Erasure,
+        record: merkle.AnchoredRecord,
+        proof: Sequence[bytes],
+        signature: bytes,
+    ) -> TxInfo:
+        fn = self.contract.functions.eraseBySig(erasure.as_tuple(), record.as_tuple(), list(proof), signature)
+        return TxInfo.of(self._transact(by, fn))
+
+    def enrollment_of(self, patient: str, custodian: str) -> bytes | None:
+        value = bytes(self._call(self.contract.functions.enrollmentOf(patient, custodian)))
+        return None if value == b"\x00" * 32 else value
+
+    def batch_root(self, batch_id: int) -> bytes:
+        return bytes(self._call(self.contract.functions.batchRoot(batch_id)))
+
+    def batch_count(self) -> int:
+        return int(self._call(self.contract.functions.batchCount()))
+
+    def is_erased(self, record_id: bytes) -> bool:
+        return bool(self._call(self.contract.functions.isErased(record_id)))
+
+    def leaf_hash(self, record: merkle.AnchoredRecord) -> bytes:
+        return bytes(self._call(self.contract.functions.leafHash(record.as_tuple())))
+
+    def enrollment_digest(self, enrollment: Enrollment) -> bytes:
+        return bytes(self._call(self.contract.functions.enrollmentDigest(enrollment.as_tuple())))
+
+    def erasure_digest(self, erasure: Erasure) -> bytes:
+        return bytes(self._call(self.contract.functions.erasureDigest(erasure.as_tuple())))
+
+
+# --------------------------------------------------------------------------- AccessLog
+
+
+class AccessLogClient(_ContractClient):
+    NAME = "AccessLog"
+
+    def log(self, by: Sender, entries: Sequence[Disclosure]) -> LogReceipt:
+        receipt = self._transact(by, self.contract.functions.log([e.as_tuple() for e in entries]))
+        args = self._events(receipt, "AccessBatchLogged")[0]["args"]
+        return LogReceipt(int(args["batchId"]), int(args["count"]), TxInfo.of(receipt))
+
+    def max_check_lag(self) -> int:
+        return int(self._call(self.contract.functions.maxCheckLag()))
+
+    def batch_count(self) -> int:
+        return int(self._call(self.contract.functions.batchCount()))
+
+    def entry_count(self) -> int:
+        return int(self._call(self.contract.functions.entryCount()))
+
+
+# --------------------------------------------------------------------------- facade
+
+
+class Ledger:
+    """The four contracts of one deployment on one chain."""
+
+    def __init__(self, w3: Web3, deployment: Deployment) -> None:
+        self.w3 = w3
+        self.deployment = deployment
+        self.decoder = RevertDecoder(c.abi for c in deployment.contracts.values())
+        self.members = MemberRegistryClient(self)
+        self.consents = ConsentRegistryClient(self)
+        self.records = RecordRegistryClient(self)
+        self.access = AccessLogClient(self)
+
+    @classmethod
+    def connect(cls, rpc_url: str, deployment: Deployment, *, timeout: float = 10.0) -> Ledger:
+        w3 = connect(rpc_url, timeout=timeout)
+        deployment.check_chain(w3)
+        return cls(w3, deployment)
+
+    def sender(self, private_key: bytes | str) -> Sender:
+        return Sender(self.w3, Account.from_key(private_key), self.decoder)
+
+    @property
+    def consent_domain(self) -> Domain:
+        return Domain(CONSENT_DOMAIN, self.deployment.chain_id, self.deployment.address("ConsentRegistry"))
+
+    @property
+    def record_domain(self) -> Domain:
+        return Domain(RECORD_DOMAIN, self.deployment.chain_id, self.deployment.address("RecordRegistry"))
+
+    def block_number(self) -> int:
+        try:
+            return int(self.w3.eth.block_number)
+        except (OSError, ConnectionError) as exc:
+            raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
+
+
+def connect(rpc_url: str, *, timeout: float = 10.0) -> Web3:
+    """A web3 connection that fails fast with ChainUnavailable when nobody answers."""
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+    try:
+        w3.eth.chain_id  # noqa: B018 - probe the endpoint once
+    except (OSError, ConnectionError) as exc:
+        raise errors.ChainUnavailable(f"no JSON-RPC answer from {rpc_url}: {exc}") from None
+    return w3

@@ -1,0 +1,172 @@
+"""EIP-712 messages that patients sign: consent grants and revocations, enrollments, erasures.
+
+The type strings here must equal the contracts' (contracts/libraries/*Hashes.sol); a test
+checks every digest against the contract's own `*Digest` view on a real chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import keccak
+
+CONSENT_DOMAIN = "CareLedger ConsentRegistry"
+RECORD_DOMAIN = "CareLedger RecordRegistry"
+DOMAIN_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str
+    chain_id: int
+    verifying_contract: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": DOMAIN_VERSION,
+            "chainId": self.chain_id,
+            "verifyingContract": self.verifying_contract,
+        }
+
+
+class TypedMessage:
+    """Base for the signed messages: a dataclass with a primary type and its fields."""
+
+    PRIMARY_TYPE: ClassVar[str]
+    FIELDS: ClassVar[list[tuple[str, str]]]  # (solidity type, name) in struct order
+
+    @classmethod
+    def type_string(cls) -> str:
+        return f"{cls.PRIMARY_TYPE}({','.join(f'{t} {n}' for t, n in cls.FIELDS)})"
+
+    @classmethod
+    def type_hash(cls) -> bytes:
+        return keccak(text=cls.type_string())
+
+    def message(self) -> dict[str, Any]:
+        values = asdict(self)  # type: ignore[call-overload]
+        return {name: values[_snake(name)] for _, name in self.FIELDS}
+
+    def typed_data(self, domain: Domain) -> dict[str, Any]:
+        return {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"},
+                ],
+                self.PRIMARY_TYPE: [{"name": n, "type": t} for t, n in self.FIELDS],
+            },
+            "primaryType": self.PRIMARY_TYPE,
+            "domain": domain.as_dict(),
+            "message": self.message(),
+        }
+
+    def digest(self, domain: Domain) -> bytes:
+        signable = encode_typed_data(full_message=self.typed_data(domain))
+        return keccak(b"\x19" + signable.version + signable.header + signable.body)
+
+    def sign(self, private_key: bytes | str, domain: Domain) -> bytes:
+        """65-byte r‖s‖v signature (v = 27 or 28) by `private_key`."""
+        signed = Account.sign_typed_data(private_key, full_message=self.typed_data(domain))
+        return bytes(signed.signature)
+
+
+@dataclass(frozen=True)
+class Grant(TypedMessage):
+    PRIMARY_TYPE: ClassVar[str] = "Grant"
+    FIELDS: ClassVar[list[tuple[str, str]]] = [
+        ("address", "patient"),
+        ("address", "grantee"),
+        ("uint16", "categories"),
+        ("uint8", "purposes"),
+        ("uint40", "validFrom"),
+        ("uint40", "validUntil"),
+        ("uint256", "nonce"),
+        ("uint256", "deadline"),
+    ]
+    patient: str
+    grantee: str
+    categories: int
+    purposes: int
+    valid_from: int
+    valid_until: int
+    nonce: int
+    deadline: int
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (
+            self.patient,
+            self.grantee,
+            self.categories,
+            self.purposes,
+            self.valid_from,
+            self.valid_until,
+            self.nonce,
+            self.deadline,
+        )
+
+
+@dataclass(frozen=True)
+class Revocation(TypedMessage):
+    PRIMARY_TYPE: ClassVar[str] = "Revocation"
+    FIELDS: ClassVar[list[tuple[str, str]]] = [
+        ("address", "patient"),
+        ("bytes32", "consentId"),
+        ("uint256", "nonce"),
+        ("uint256", "deadline"),
+    ]
+    patient: str
+    consent_id: bytes
+    nonce: int
+    deadline: int
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (self.patient, self.consent_id, self.nonce, self.deadline)
+
+
+@dataclass(frozen=True)
+class Enrollment(TypedMessage):
+    PRIMARY_TYPE: ClassVar[str] = "Enrollment"
+    FIELDS: ClassVar[list[tuple[str, str]]] = [
+        ("address", "patient"),
+        ("address", "custodian"),
+        ("bytes32", "referenceCommitment"),
+        ("uint256", "nonce"),
+        ("uint256", "deadline"),
+    ]
+    patient: str
+    custodian: str
+    reference_commitment: bytes
+    nonce: int
+    deadline: int
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (self.patient, self.custodian, self.reference_commitment, self.nonce, self.deadline)
+
+
+@dataclass(frozen=True)
+class Erasure(TypedMessage):
+    PRIMARY_TYPE: ClassVar[str] = "Erasure"
+    FIELDS: ClassVar[list[tuple[str, str]]] = [
+        ("address", "patient"),
+        ("bytes32", "recordId"),
+        ("uint256", "nonce"),
+        ("uint256", "deadline"),
+    ]
+    patient: str
+    record_id: bytes
+    nonce: int
+    deadline: int
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (self.patient, self.record_id, self.nonce, self.deadline)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)

@@ -1,0 +1,94 @@
+"""The record batch Merkle tree exactly as RecordRegistry builds it (contracts/libraries/MerkleRoot.sol).
+
+Sorted-pair keccak256 at every level, an odd last node moved up unhashed, leaves
+double-hashed; proofs verify with OpenZeppelin's MerkleProof.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from eth_abi import encode
+from eth_utils import keccak
+
+
+@dataclass(frozen=True)
+class AnchoredRecord:
+    """A record as it stands in its batch's tree (the contract's AnchoredRecord struct)."""
+
+    batch_id: int
+    patient: str
+    custodian: str
+    record_id: bytes
+    category: int
+    commitment: bytes
+    supersedes: bytes
+
+    def leaf(self) -> bytes:
+        return record_leaf(
+            self.record_id, self.patient, self.custodian, self.category, self.commitment, self.supersedes
+        )
+
+    def as_tuple(self) -> tuple[int, str, str, bytes, int, bytes, bytes]:
+        return (
+            self.batch_id,
+            self.patient,
+            self.custodian,
+            self.record_id,
+            self.category,
+            self.commitment,
+            self.supersedes,
+        )
+
+
+def record_leaf(
+    record_id: bytes, patient: str, custodian: str, category: int, commitment: bytes, supersedes: bytes
+) -> bytes:
+    inner = keccak(
+        encode(
+            ["bytes32", "address", "address", "uint8", "bytes32", "bytes32"],
+            [record_id, patient, custodian, category, commitment, supersedes],
+        )
+    )
+    return keccak(inner)
+
+
+def _pair(a: bytes, b: bytes) -> bytes:
+    return keccak(a + b) if a < b else keccak(b + a)
+
+
+def levels(leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """Every level of the tree, leaves first, root last."""
+    if not leaves:
+        raise ValueError("a batch has at least one record")
+    tree = [list(leaves)]
+    while len(tree[-1]) > 1:
+        level = tree[-1]
+        parent = [_pair(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            parent.append(level[-1])
+        tree.append(parent)
+    return tree
+
+
+def root(leaves: Sequence[bytes]) -> bytes:
+    return levels(leaves)[-1][0]
+
+
+def proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
+    """Siblings of leaf `index` from the bottom up (none where a node moved up alone)."""
+    siblings: list[bytes] = []
+    for level in levels(leaves)[:-1]:
+        sibling = index ^ 1
+        if sibling < len(level):
+            siblings.append(level[sibling])
+        index //= 2
+    return siblings
+
+
+def verify(leaf: bytes, siblings: Sequence[bytes], expected_root: bytes) -> bool:
+    node = leaf
+    for sibling in siblings:
+        node = _pair(node, sibling)
+    return node == expected_root

@@ -1,0 +1,133 @@
+"""One sender per key: local nonce tracking, local signing, reverts decoded before sending.
+
+A gateway has exactly one Sender for its relayer key (a database lease elsewhere makes
+sure only one process holds it), so the nonce is never contested and the relayer never
+depends on the node's pending-transaction bookkeeping.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.contract.contract import ContractConstructor, ContractFunction
+from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
+from web3.types import TxParams, TxReceipt
+
+from careledger import errors
+from careledger.chain.reverts import RevertDecoder
+
+GAS_HEADROOM = 1.2
+
+Call = ContractFunction | ContractConstructor
+
+
+class Sender:
+    """Signs and sends transactions for one key."""
+
+    def __init__(
+        self,
+        w3: Web3,
+        account: LocalAccount,
+        decoder: RevertDecoder,
+        *,
+        receipt_timeout: float = 60.0,
+        poll_latency: float = 0.02,
+    ) -> None:
+        self.w3 = w3
+        self.account = account
+        self._decoder = decoder
+        self._lock = threading.Lock()
+        self._nonce: int | None = None
+        self._chain_id: int | None = None
+        self._receipt_timeout = receipt_timeout
+        self._poll_latency = poll_latency
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    def transact(self, contract: str, call: Call, *, gas: int | None = None) -> TxReceipt:
+        """Send `call`, wait for its receipt and return it; reverts become domain errors."""
+        tx_hash = self.send(contract, call, gas=gas)
+        return self.wait(contract, call, tx_hash)
+
+    def send(self, contract: str, call: Call, *, gas: int | None = None) -> HexBytes:
+        """Sign and send `call` without waiting; returns the transaction hash."""
+        if gas is None:
+            gas = int(self._estimate(contract, call) * GAS_HEADROOM)
+        with self._lock:
+            params: TxParams = {
+                "from": self.account.address,
+                "nonce": self._next_nonce(),
+                "gas": gas,
+                "chainId": self._chain(),
+                **self._fees(),
+            }
+            tx = call.build_transaction(params)
+            signed = self.account.sign_transaction(tx)
+            try:
+                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            except Web3RPCError as exc:
+                self._nonce = None  # resynchronise from the node on the next send
+                raise errors.TransactionFailed(f"{contract}: the node refused the transaction: {exc}") from None
+            except (OSError, ConnectionError) as exc:
+                self._nonce = None
+                raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
+            assert self._nonce is not None
+            self._nonce += 1
+            return tx_hash
+
+    def wait(self, contract: str, call: Call, tx_hash: HexBytes) -> TxReceipt:
+        try:
+            receipt = self.w3.eth.wait_for_transaction_receipt(
+                tx_hash, timeout=self._receipt_timeout, poll_latency=self._poll_latency
+            )
+        except TimeExhausted:
+            raise errors.TransactionFailed(f"{contract}: transaction {tx_hash.hex()} not mined in time") from None
+        if receipt["status"] != 1:
+            # Replay the call at the block before to learn why; the state may have moved.
+            self._estimate(contract, call, block=receipt["blockNumber"] - 1)
+            raise errors.TransactionFailed(f"{contract}: transaction {tx_hash.hex()} reverted")
+        return receipt
+
+    def _estimate(self, contract: str, call: Call, block: int | None = None) -> int:
+        try:
+            if block is None:
+                return int(call.estimate_gas({"from": self.account.address}))
+            return int(call.estimate_gas({"from": self.account.address}, block_identifier=block))
+        except ContractLogicError as exc:
+            raise self._decoder.decode(contract, _revert_data(exc)) from None
+        except Web3RPCError as exc:
+            raise errors.TransactionFailed(f"{contract}: {exc}") from None
+        except (OSError, ConnectionError) as exc:
+            raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
+
+    def _next_nonce(self) -> int:
+        if self._nonce is None:
+            self._nonce = int(self.w3.eth.get_transaction_count(self.account.address, "pending"))
+        return self._nonce
+
+    def _chain(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = int(self.w3.eth.chain_id)
+        return self._chain_id
+
+    def _fees(self) -> dict[str, Any]:
+        base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
+        tip = 1_000_000_000 if base else 0
+        return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
+
+
+def _revert_data(exc: ContractLogicError) -> bytes:
+    data: Any = exc.data
+    if isinstance(data, dict):
+        data = data.get("data", "")
+    if isinstance(data, str):
+        return bytes(HexBytes(data)) if data.startswith("0x") else b""
+    if isinstance(data, bytes):
+        return data
+    return b""

@@ -1,0 +1,106 @@
+"""The project's exceptions: one root, a subclass per thing that can go wrong.
+
+Lower layers raise these; only the API layer maps them to HTTP statuses, and only the CLI
+maps them to exit codes. Contract reverts are decoded into them in `careledger.chain`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CareLedgerError(Exception):
+    """Root of every error CareLedger raises on purpose."""
+
+
+class ConfigurationError(CareLedgerError):
+    """The settings, deployment file or toolchain are missing or inconsistent."""
+
+
+class ToolchainError(ConfigurationError):
+    """A toolchain binary (anvil, forge, the solc shim) is missing or failed."""
+
+
+class CompilationError(ToolchainError):
+    """The Solidity compiler reported errors."""
+
+
+class ChainError(CareLedgerError):
+    """The chain could not be reached or answered something unexpected."""
+
+
+class ChainUnavailable(ChainError):
+    """The JSON-RPC endpoint did not answer."""
+
+
+class TransactionFailed(ChainError):
+    """A transaction was mined but reverted, or never got mined."""
+
+
+class ContractReverted(ChainError):
+    """A contract refused a call with a custom error.
+
+    `error` is the Solidity error's name (e.g. `ConsentRegistryExpiredSignature`) and
+    `args` its decoded arguments by parameter name.
+    """
+
+    def __init__(self, contract: str, error: str, args: dict[str, Any]) -> None:
+        self.contract = contract
+        self.error = error
+        self.error_args = args
+        shown = ", ".join(f"{k}={_show(v)}" for k, v in args.items())
+        super().__init__(f"{contract} refused: {error}({shown})")
+
+
+class NotActiveMember(ContractReverted):
+    """The sender or signer does not act for an active member (of the role needed)."""
+
+
+class NotCouncil(ContractReverted):
+    """The caller holds no council seat."""
+
+
+class InvalidSignature(ContractReverted):
+    """A signature is not the named signer's over this message."""
+
+
+class ExpiredSignature(ContractReverted):
+    """A signed message's deadline has passed."""
+
+
+class NonceUsed(ContractReverted):
+    """A signed message's nonce was already used or cancelled."""
+
+
+class NotEnrolled(ContractReverted):
+    """A record names a patient not enrolled at the custodian."""
+
+
+class UnknownConsent(ContractReverted):
+    """No such consent for this patient and grantee."""
+
+
+class AlreadyRevoked(ContractReverted):
+    """The consent was already revoked."""
+
+
+class AlreadyErased(ContractReverted):
+    """The record was already marked erased."""
+
+
+class StaleConsentCheck(ContractReverted):
+    """A disclosure's consent check is older than the access log allows."""
+
+
+class ProposalRejected(ContractReverted):
+    """A council proposal or vote was refused (unknown, expired, executed, double vote)."""
+
+
+class InvalidInput(ContractReverted):
+    """A contract rejected the shape of its input (scope, window, batch, text, proof)."""
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
