@@ -7,12 +7,23 @@ import {Role, MemberStatus} from "./types/Codes.sol";
 /// @title CareLedger member registry
 /// @notice Council-governed membership of a healthcare cluster.
 contract MemberRegistry is IMemberRegistry {
+    /// @dev For admin and relayer keys, role and status are copies of the member's, kept in
+    /// step by _admit, _setRelayer and _setStatus, so that every contract's "is the sender an
+    /// active member" costs one storage read. Signer keys leave them unset (activeSigner is
+    /// read off-chain and looks at the member itself).
+    struct KeyBinding {
+        address member;
+        KeyKind kind;
+        Role role;
+        MemberStatus status;
+    }
+
     uint256 private constant MAX_TEXT = 256;
 
     mapping(address member => Member) private _members;
     address[] private _memberList;
-    mapping(address key => address member) private _keyMember;
-    mapping(address key => KeyKind) private _keyKind;
+    /// @dev Every acting address, admins included, so that one read resolves a sender.
+    mapping(address key => KeyBinding) private _keys;
 
     address[] private _seats;
     mapping(address account => bool) private _isSeat;
@@ -112,7 +123,8 @@ contract MemberRegistry is IMemberRegistry {
 
     /// @inheritdoc IMemberRegistry
     function removeSigner(address signer) external onlyMember {
-        if (_keyMember[signer] != msg.sender || _keyKind[signer] != KeyKind.SIGNER) {
+        KeyBinding memory binding = _keys[signer];
+        if (binding.member != msg.sender || binding.kind != KeyKind.SIGNER) {
             revert MemberRegistryUnknownKey(signer);
         }
         _removeSigner(msg.sender, signer);
@@ -122,18 +134,27 @@ contract MemberRegistry is IMemberRegistry {
 
     /// @inheritdoc IMemberRegistry
     function activeSender(address account) external view returns (address member, Role role) {
-        return _activeAs(account, KeyKind.RELAYER);
+        KeyBinding memory binding = _keys[account];
+        if (
+            (binding.kind != KeyKind.ADMIN && binding.kind != KeyKind.RELAYER)
+                || binding.status != MemberStatus.ACTIVE
+        ) return (address(0), Role.NONE);
+        return (binding.member, binding.role);
     }
 
     /// @inheritdoc IMemberRegistry
     function activeSigner(address account) external view returns (address member, Role role) {
-        return _activeAs(account, KeyKind.SIGNER);
+        KeyBinding memory binding = _keys[account];
+        if (binding.kind != KeyKind.ADMIN && binding.kind != KeyKind.SIGNER) return (address(0), Role.NONE);
+        Member storage m = _members[binding.member];
+        if (m.status != MemberStatus.ACTIVE) return (address(0), Role.NONE);
+        return (binding.member, m.role);
     }
 
     /// @inheritdoc IMemberRegistry
     function keyOf(address account) public view returns (address member, KeyKind kind) {
-        if (_members[account].status != MemberStatus.NONE) return (account, KeyKind.ADMIN);
-        return (_keyMember[account], _keyKind[account]);
+        KeyBinding memory binding = _keys[account];
+        return (binding.member, binding.kind);
     }
 
     /// @inheritdoc IMemberRegistry
@@ -214,14 +235,6 @@ contract MemberRegistry is IMemberRegistry {
 
     // ---------------------------------------------------------------- internals
 
-    function _activeAs(address account, KeyKind operational) private view returns (address, Role) {
-        (address member, KeyKind kind) = keyOf(account);
-        if (kind != KeyKind.ADMIN && kind != operational) return (address(0), Role.NONE);
-        Member storage m = _members[member];
-        if (m.status != MemberStatus.ACTIVE) return (address(0), Role.NONE);
-        return (member, m.role);
-    }
-
     function _proposal(uint256 proposalId) private view returns (Proposal storage) {
         if (proposalId >= _proposals.length) revert MemberRegistryUnknownProposal(proposalId);
         return _proposals[proposalId];
@@ -298,7 +311,7 @@ contract MemberRegistry is IMemberRegistry {
     function _checkAdmit(address member, Role role, string memory name, string memory endpoint) private view {
         if (member == address(0)) revert MemberRegistryZeroAddress();
         if (_members[member].status != MemberStatus.NONE) revert MemberRegistryAlreadyMember(member);
-        if (_keyKind[member] != KeyKind.NONE) revert MemberRegistryKeyInUse(member);
+        if (_keys[member].kind != KeyKind.NONE) revert MemberRegistryKeyInUse(member);
         if (role == Role.NONE) revert MemberRegistryInvalidRole();
         _checkText(name);
         // Only custodians serve records; other roles may leave the endpoint empty.
@@ -342,12 +355,16 @@ contract MemberRegistry is IMemberRegistry {
         m.status = MemberStatus.ACTIVE;
         m.name = name;
         m.endpoint = endpoint;
+        _keys[member] = KeyBinding(member, KeyKind.ADMIN, role, MemberStatus.ACTIVE);
         _memberList.push(member);
         emit MemberAdmitted(member, role, name, endpoint);
     }
 
     function _setStatus(address member, MemberStatus status) private {
-        _members[member].status = status;
+        Member storage m = _members[member];
+        m.status = status;
+        _keys[member].status = status;
+        if (m.relayer != address(0)) _keys[m.relayer].status = status;
         if (status == MemberStatus.SUSPENDED) emit MemberSuspended(member);
         else emit MemberReinstated(member);
     }
@@ -358,26 +375,21 @@ contract MemberRegistry is IMemberRegistry {
     }
 
     function _setRelayer(address member, address relayer) private {
-        address previous = _members[member].relayer;
-        if (previous != address(0)) {
-            delete _keyMember[previous];
-            delete _keyKind[previous];
-        }
-        _members[member].relayer = relayer;
-        _keyMember[relayer] = member;
-        _keyKind[relayer] = KeyKind.RELAYER;
+        Member storage m = _members[member];
+        address previous = m.relayer;
+        if (previous != address(0)) delete _keys[previous];
+        m.relayer = relayer;
+        _keys[relayer] = KeyBinding(member, KeyKind.RELAYER, m.role, m.status);
         emit RelayerChanged(member, previous, relayer);
     }
 
     function _addSigner(address member, address signer) private {
-        _keyMember[signer] = member;
-        _keyKind[signer] = KeyKind.SIGNER;
+        _keys[signer] = KeyBinding(member, KeyKind.SIGNER, Role.NONE, MemberStatus.NONE);
         emit SignerAdded(member, signer);
     }
 
     function _removeSigner(address member, address signer) private {
-        delete _keyMember[signer];
-        delete _keyKind[signer];
+        delete _keys[signer];
         emit SignerRemoved(member, signer);
     }
 

@@ -21,6 +21,11 @@ contract RecordRegistry is IRecordRegistry, EIP712, UnorderedNonces {
 
     /// @dev ~4,500 gas a record keeps 1,000 well under the 16,777,216 gas cap of EIP-7825.
     uint256 private constant MAX_BATCH_SIZE = 1000;
+    /// @dev Literals for the assembly loop (which only takes number constants); the Solidity
+    /// tests check them against RecordAnchored.selector and RecordRegistryInvalidRecord.selector.
+    uint256 private constant RECORD_ANCHORED = 0x5cce83ad6f1c0b0a36faa37493d163ef6dbbcb6ec5ad229ca4bc6f634189872a;
+    uint256 private constant INVALID_RECORD_SELECTOR = 0xcf87ea48;
+    uint256 private constant MAX_CATEGORY = 10; // Category.COUNT - 1
 
     IMemberRegistry private immutable _memberRegistry;
     mapping(address patient => mapping(address custodian => bytes32 referenceCommitment)) private _enrollments;
@@ -58,9 +63,8 @@ contract RecordRegistry is IRecordRegistry, EIP712, UnorderedNonces {
             address patient = batch[g].patient;
             if (_enrollments[patient][custodian] == bytes32(0)) revert RecordRegistryNotEnrolled(patient, custodian);
             RecordEntry[] calldata records = batch[g].records;
-            for (uint256 i = 0; i < records.length; ++i) {
-                leaves[n++] = _anchorRecord(patient, custodian, records[i]);
-            }
+            _anchorRecords(patient, custodian, records, leaves, n);
+            n += records.length;
         }
         batchId = _batchCount;
         _anchorBatch(batchId, custodian, MerkleRoot.compute(leaves), total);
@@ -114,6 +118,11 @@ contract RecordRegistry is IRecordRegistry, EIP712, UnorderedNonces {
     }
 
     /// @inheritdoc IRecordRegistry
+    function recordIdOf(address custodian, bytes32 commitment) external pure returns (RecordId) {
+        return RecordHashes.idOf(custodian, commitment);
+    }
+
+    /// @inheritdoc IRecordRegistry
     function leafHash(AnchoredRecord calldata record) external pure returns (bytes32) {
         return _leaf(record);
     }
@@ -154,13 +163,47 @@ contract RecordRegistry is IRecordRegistry, EIP712, UnorderedNonces {
         emit PatientEnrolled(patient, custodian, referenceCommitment, msg.sender);
     }
 
-    /// @dev Emits the record's event and returns its leaf; the record itself is not stored.
-    function _anchorRecord(address patient, address custodian, RecordEntry calldata r) private returns (bytes32) {
-        if (RecordId.unwrap(r.recordId) == bytes32(0) || r.commitment == bytes32(0) || r.category >= Category.COUNT) {
-            revert RecordRegistryInvalidRecord(RecordId.unwrap(r.recordId));
+    /// @dev Emits each record's event and writes its leaf into `leaves` from `first` on; the
+    /// records themselves are not stored. This is the hot loop of anchoring, hence assembly:
+    /// per record it reads three calldata words, derives the id, hashes the leaf and logs,
+    /// reusing one scratch area past the free-memory pointer (which it does not move).
+    function _anchorRecords(
+        address patient,
+        address custodian,
+        RecordEntry[] calldata records,
+        bytes32[] memory leaves,
+        uint256 first
+    ) private {
+        assembly ("memory-safe") {
+            let src := records.offset
+            let end := add(src, mul(records.length, 0x60))
+            let m := mload(0x40)
+            let dst := add(leaves, mul(add(first, 1), 0x20))
+            for {} lt(src, end) { src := add(src, 0x60) } {
+                let category := calldataload(src)
+                let commitment := calldataload(add(src, 0x20))
+                if or(iszero(commitment), gt(category, MAX_CATEGORY)) {
+                    mstore(0x00, shl(224, INVALID_RECORD_SELECTOR))
+                    mstore(0x04, commitment)
+                    revert(0x00, 0x24)
+                }
+                // recordId = keccak256(abi.encode(custodian, commitment))
+                mstore(0x00, custodian)
+                mstore(0x20, commitment)
+                let id := keccak256(0x00, 0x40)
+                // leaf = keccak256(abi.encode(id, patient, custodian, category, commitment, supersedes))
+                mstore(m, id)
+                mstore(add(m, 0x20), patient)
+                mstore(add(m, 0x40), custodian)
+                mstore(add(m, 0x60), category)
+                mstore(add(m, 0x80), commitment)
+                mstore(add(m, 0xa0), calldataload(add(src, 0x40)))
+                mstore(dst, keccak256(m, 0xc0))
+                dst := add(dst, 0x20)
+                // RecordAnchored(recordId, patient | custodian, category, commitment, supersedes)
+                log3(add(m, 0x40), 0x80, RECORD_ANCHORED, id, patient)
+            }
         }
-        emit RecordAnchored(r.recordId, patient, custodian, r.category, r.commitment, r.supersedes);
-        return RecordHashes.leaf(r.recordId, patient, custodian, r.category, r.commitment, r.supersedes);
     }
 
     function _anchorBatch(uint256 batchId, address custodian, bytes32 root, uint256 count) private {

@@ -25,6 +25,10 @@ class CompilationError(ToolchainError):
     """The Solidity compiler reported errors."""
 
 
+class InvalidSignatureFormat(CareLedgerError):
+    """A signature is not in the expected encoding."""
+
+
 class ChainError(CareLedgerError):
     """The chain could not be reached or answered something unexpected."""
 

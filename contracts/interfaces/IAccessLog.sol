@@ -8,37 +8,38 @@ import {RecordId} from "../types/Ids.sol";
 /// requester's own signature over its request, so anyone can recover who asked from chain
 /// data alone and a custodian cannot invent a disclosure against another member.
 interface IAccessLog {
-    /// @notice One disclosure.
-    /// @param requester The key that signed the request (an active member's admin or signer key).
-    /// @param purpose Purpose of use code (see Codes.sol).
-    /// @param breakGlass True for emergency access without consent.
-    /// @param checkedBlock The block at which consent was checked; must be recent (see maxCheckLag).
+    /// @notice One disclosure, in six calldata words. The patient is not repeated here: the
+    /// record id names it (RecordAnchored), so the two can never disagree.
+    /// @dev Calldata is what a log entry mostly costs (EIP-7623 prices a non-zero byte at up to
+    /// 40 gas), hence `meta` packs four small fields into one word (see DisclosureMeta):
+    /// bits 0-159 requester, the key that signed the request (an active member's EOA admin or
+    /// signer key); bits 160-223 checkedBlock, the block at which consent was checked (must be
+    /// within maxCheckLag blocks); bits 224-231 purpose (Codes.sol); bit 232 breakGlass; the
+    /// other bits zero.
     /// @param basis The permitting consent's id or, for break-glass, keccak256 of the reason text (kept off-chain).
     /// @param requestHash EIP-191 (0x45) hash of the request's RFC 9421 signature base: what the requester signed.
-    /// @param signature The requester's signature over requestHash (65 bytes r‖s‖v, or ERC-1271 bytes).
+    /// @param sigR The requester's 65-byte signature r‖s‖v over requestHash, in EIP-2098 compact
+    /// form: r here and (v - 27) << 255 | s in sigVS (lossless).
     struct Disclosure {
         RecordId recordId;
-        address patient;
-        address requester;
-        uint8 purpose;
-        bool breakGlass;
-        uint64 checkedBlock;
+        uint256 meta;
         bytes32 basis;
         bytes32 requestHash;
-        bytes signature;
+        bytes32 sigR;
+        bytes32 sigVS;
     }
 
-    /// @notice Emitted for every disclosure.
+    /// @notice Emitted for every disclosure, with every field of its entry.
     event AccessLogged(
         RecordId indexed recordId,
-        address indexed patient,
         address indexed requester,
         uint8 purpose,
         bool breakGlass,
         uint64 checkedBlock,
         bytes32 basis,
         bytes32 requestHash,
-        bytes signature
+        bytes32 sigR,
+        bytes32 sigVS
     );
 
     /// @notice Emitted once per batch, right after its AccessLogged events in the same transaction.
@@ -52,7 +53,8 @@ interface IAccessLog {
     /// @notice Thrown when consent was checked in the future or more than maxCheckLag blocks ago.
     error AccessLogStaleCheck(uint64 checkedBlock, uint256 currentBlock);
     /// @notice Thrown for an unknown purpose, a break-glass entry with a purpose other than ETREAT or BTG,
-    /// a consent entry without a consent id, or an entry without a signature.
+    /// a consent entry without a consent id, an entry without a signature or requester, or
+    /// non-zero reserved bits in `meta`.
     error AccessLogInvalidEntry(bytes32 recordId);
 
     /// @notice Logs a batch of disclosures; the caller must act for an active CLINIC.

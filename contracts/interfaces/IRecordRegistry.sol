@@ -19,11 +19,12 @@ interface IRecordRegistry {
         uint256 deadline;
     }
 
-    /// @notice One record version to anchor.
-    /// @param commitment keccak256(salt ‖ sha256(plaintext) ‖ sha256(ciphertext)).
+    /// @notice One record version to anchor. Its id is not sent: it is
+    /// keccak256(abi.encode(custodian, commitment)), so an id always names one commitment.
+    /// @param commitment keccak256(salt ‖ sha256(plaintext) ‖ sha256(ciphertext)); the random
+    /// salt makes it, and so the id, unique.
     /// @param supersedes The version this one replaces, or zero.
     struct RecordEntry {
-        RecordId recordId;
         uint8 category;
         bytes32 commitment;
         RecordId supersedes;
@@ -66,10 +67,12 @@ interface IRecordRegistry {
     );
 
     /// @notice Emitted for every anchored record, with every field an auditor needs.
+    /// @dev The custodian is data, not a topic (119 gas a record); the batch event that follows
+    /// indexes it.
     event RecordAnchored(
         RecordId indexed recordId,
         address indexed patient,
-        address indexed custodian,
+        address custodian,
         uint8 category,
         bytes32 commitment,
         RecordId supersedes
@@ -94,8 +97,8 @@ interface IRecordRegistry {
     error RecordRegistryNotEnrolled(address patient, address custodian);
     /// @notice Thrown for an empty batch or one above the size limit.
     error RecordRegistryInvalidBatchSize(uint256 count);
-    /// @notice Thrown for a record with a zero id or commitment, or an unknown category.
-    error RecordRegistryInvalidRecord(bytes32 recordId);
+    /// @notice Thrown for a record with a zero commitment or an unknown category.
+    error RecordRegistryInvalidRecord(bytes32 commitment);
     /// @notice Thrown when the proof does not show the record in the named batch for this patient.
     error RecordRegistryInvalidProof(bytes32 recordId, uint256 batchId);
     /// @notice Thrown when marking a record erased twice.
@@ -131,6 +134,9 @@ interface IRecordRegistry {
 
     /// @notice Most records one batch may carry (the per-transaction gas cap bounds it).
     function maxBatchSize() external pure returns (uint256);
+
+    /// @notice The id a record anchored by `custodian` with `commitment` gets.
+    function recordIdOf(address custodian, bytes32 commitment) external pure returns (RecordId);
 
     /// @notice The Merkle leaf of an anchored record.
     function leafHash(AnchoredRecord calldata record) external pure returns (bytes32);

@@ -23,9 +23,19 @@ library RecordHashes {
         return keccak256(abi.encode(ERASURE_TYPEHASH, e.patient, RecordId.unwrap(e.recordId), e.nonce, e.deadline));
     }
 
-    /// @dev Double-hashed leaf (OpenZeppelin's advice against second-preimage attacks).
+    /// @dev A record's id: it names one custodian's one commitment.
+    function idOf(address custodian, bytes32 commitment) internal pure returns (RecordId id) {
+        assembly ("memory-safe") {
+            mstore(0x00, and(custodian, 0xffffffffffffffffffffffffffffffffffffffff))
+            mstore(0x20, commitment)
+            id := keccak256(0x00, 0x40)
+        }
+    }
+
+    /// @dev A leaf is hashed once: its preimage is 192 bytes, so no 64-byte inner node of the
+    /// tree can pass for a leaf (the reason OpenZeppelin double-hashes 64-byte leaves).
     function leaf(
-        RecordId recordId,
+        RecordId id,
         address patient,
         address custodian,
         uint8 category,
@@ -33,13 +43,7 @@ library RecordHashes {
         RecordId supersedes
     ) internal pure returns (bytes32) {
         return keccak256(
-            bytes.concat(
-                keccak256(
-                    abi.encode(
-                        RecordId.unwrap(recordId), patient, custodian, category, commitment, RecordId.unwrap(supersedes)
-                    )
-                )
-            )
+            abi.encode(RecordId.unwrap(id), patient, custodian, category, commitment, RecordId.unwrap(supersedes))
         );
     }
 }

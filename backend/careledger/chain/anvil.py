@@ -36,6 +36,7 @@ class Anvil:
         chain_id: int = 31337,
         state_file: Path | None = None,
         log_file: Path | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.host = "127.0.0.1"
         self.port = port or free_port()
@@ -44,6 +45,7 @@ class Anvil:
         self.chain_id = chain_id
         self.state_file = state_file
         self.log_file = log_file
+        self.extra_args = list(extra_args or [])
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,7 +66,7 @@ class Anvil:
             cmd += ["--block-time", str(self.block_time)]
         if self.state_file is not None:
             cmd += ["--state", str(self.state_file)]
-        return cmd
+        return cmd + self.extra_args
 
     def start(self, timeout: float = 20.0) -> Anvil:
         out = self.log_file.open("ab") if self.log_file else subprocess.DEVNULL

@@ -78,9 +78,8 @@ class GrantReceipt:
 
 @dataclass(frozen=True)
 class RecordEntry:
-    """One record version to anchor for an enrolled patient."""
+    """One record version to anchor for an enrolled patient (its id derives from the commitment)."""
 
-    record_id: bytes
     patient: str
     category: int
     commitment: bytes
@@ -102,8 +101,9 @@ class AnchorReceipt:
 
 @dataclass(frozen=True)
 class Disclosure:
+    """One access-log entry; `signature` is the requester's 65-byte r‖s‖v signature."""
+
     record_id: bytes
-    patient: str
     requester: str
     purpose: int
     break_glass: bool
@@ -113,17 +113,35 @@ class Disclosure:
     signature: bytes
 
     def as_tuple(self) -> tuple[Any, ...]:
-        return (
-            self.record_id,
-            self.patient,
-            self.requester,
-            self.purpose,
-            self.break_glass,
-            self.checked_block,
-            self.basis,
-            self.request_hash,
-            self.signature,
-        )
+        r, vs = compact_signature(self.signature)
+        meta = pack_meta(self.requester, self.checked_block, self.purpose, self.break_glass)
+        return (self.record_id, meta, self.basis, self.request_hash, r, vs)
+
+
+def pack_meta(requester: str, checked_block: int, purpose: int, break_glass: bool) -> int:
+    """The `meta` word of an access-log entry (contracts/libraries/DisclosureMeta.sol)."""
+    if not 0 <= checked_block < 2**64 or not 0 <= purpose < 2**8:
+        raise ValueError("checked block or purpose out of range")
+    return int(requester, 16) | checked_block << 160 | purpose << 224 | int(break_glass) << 232
+
+
+def compact_signature(signature: bytes) -> tuple[bytes, bytes]:
+    """EIP-2098: 65-byte r‖s‖v (v = 27/28) as (r, (v - 27) << 255 | s)."""
+    if len(signature) != 65 or signature[64] not in (27, 28):
+        raise errors.InvalidSignatureFormat("expected a 65-byte r‖s‖v signature with v = 27 or 28")
+    s = int.from_bytes(signature[32:64], "big")
+    if s >> 255:
+        raise errors.InvalidSignatureFormat("signature s is not in the lower half (EIP-2)")
+    vs = ((signature[64] - 27) << 255) | s
+    return signature[:32], vs.to_bytes(32, "big")
+
+
+def expand_signature(r: bytes, vs: bytes) -> bytes:
+    """Inverse of compact_signature."""
+    value = int.from_bytes(vs, "big")
+    v = 27 + (value >> 255)
+    s = value & ((1 << 255) - 1)
+    return r + s.to_bytes(32, "big") + bytes([v])
 
 
 @dataclass(frozen=True)
@@ -310,7 +328,7 @@ class RecordRegistryClient(_ContractClient):
         for r in records:
             groups.setdefault(Web3.to_checksum_address(r.patient), []).append(r)
         batch = [
-            (patient, [(r.record_id, r.category, r.commitment, r.supersedes) for r in entries])
+            (patient, [(r.category, r.commitment, r.supersedes) for r in entries])
             for patient, entries in groups.items()
         ]
         receipt = self._transact(by, self.contract.functions.anchor(batch))
@@ -318,7 +336,15 @@ class RecordRegistryClient(_ContractClient):
         batch_id = int(args["batchId"])
         custodian = Web3.to_checksum_address(custodian)
         anchored = [
-            merkle.AnchoredRecord(batch_id, patient, custodian, r.record_id, r.category, r.commitment, r.supersedes)
+            merkle.AnchoredRecord(
+                batch_id,
+                patient,
+                custodian,
+                merkle.record_id_of(custodian, r.commitment),
+                r.category,
+                r.commitment,
+                r.supersedes,
+            )
             for patient, entries in groups.items()
             for r in entries
         ]

@@ -1,7 +1,7 @@
 """The record batch Merkle tree exactly as RecordRegistry builds it (contracts/libraries/MerkleRoot.sol).
 
-Sorted-pair keccak256 at every level, an odd last node moved up unhashed, leaves
-double-hashed; proofs verify with OpenZeppelin's MerkleProof.
+Sorted-pair keccak256 at every level, an odd last node moved up unhashed, leaves hashed
+once (192-byte preimages); proofs verify with OpenZeppelin's MerkleProof.
 """
 
 from __future__ import annotations
@@ -42,16 +42,20 @@ class AnchoredRecord:
         )
 
 
+def record_id_of(custodian: str, commitment: bytes) -> bytes:
+    """A record's id: keccak256(abi.encode(custodian, commitment)), as RecordRegistry derives it."""
+    return keccak(encode(["address", "bytes32"], [custodian, commitment]))
+
+
 def record_leaf(
     record_id: bytes, patient: str, custodian: str, category: int, commitment: bytes, supersedes: bytes
 ) -> bytes:
-    inner = keccak(
+    return keccak(
         encode(
             ["bytes32", "address", "address", "uint8", "bytes32", "bytes32"],
             [record_id, patient, custodian, category, commitment, supersedes],
         )
     )
-    return keccak(inner)
 
 
 def _pair(a: bytes, b: bytes) -> bytes:

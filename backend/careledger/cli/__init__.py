@@ -1,0 +1,1 @@
+"""The `careledger` command line."""
