@@ -109,4 +109,3 @@ def _answers(url: str) -> bool:
     with contextlib.suppress(httpx.HTTPError):
         return httpx.post(url, json=body, timeout=1.0).status_code == 200
     return False
-

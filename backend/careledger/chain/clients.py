@@ -17,7 +17,15 @@ from web3.types import TxReceipt
 from careledger import errors
 from careledger.chain import merkle
 from careledger.chain.deployment import Deployment
-from careledger.chain.eip712 import CONSENT_DOMAIN, RECORD_DOMAIN, Domain, Enrollment, Erasure, Grant, Revocation
+from careledger.chain.eip712 import (
+    CONSENT_DOMAIN,
+    RECORD_DOMAIN,
+    Domain,
+    Enrollment,
+    Erasure,
+    Grant,
+    Revocation,
+)
 from careledger.chain.reverts import RevertDecoder
 from careledger.chain.sender import Sender, _revert_data
 from careledger.codes import MemberStatus, Role
@@ -66,7 +74,9 @@ class TxInfo:
 
     @classmethod
     def of(cls, receipt: TxReceipt) -> TxInfo:
-        return cls(receipt["transactionHash"].to_0x_hex(), int(receipt["blockNumber"]), int(receipt["gasUsed"]))
+        return cls(
+            receipt["transactionHash"].to_0x_hex(), int(receipt["blockNumber"]), int(receipt["gasUsed"])
+        )
 
 
 @dataclass(frozen=True)
@@ -164,7 +174,9 @@ class _ContractClient:
         self.ledger = ledger
         info = ledger.deployment.contracts[self.NAME]
         self.address = info.address
-        self.contract: Contract = ledger.w3.eth.contract(address=Web3.to_checksum_address(info.address), abi=info.abi)
+        self.contract: Contract = ledger.w3.eth.contract(
+            address=Web3.to_checksum_address(info.address), abi=info.abi
+        )
 
     def _call(self, fn: ContractFunction) -> Any:
         try:
@@ -289,7 +301,9 @@ class ConsentRegistryClient(_ContractClient):
 
     def is_permitted(self, patient: str, grantee: str, category: int, purpose: int) -> bytes | None:
         """The id of a consent that permits this now, or None."""
-        permitted, consent_id = self._call(self.contract.functions.isPermitted(patient, grantee, category, purpose))
+        permitted, consent_id = self._call(
+            self.contract.functions.isPermitted(patient, grantee, category, purpose)
+        )
         return bytes(consent_id) if permitted else None
 
     def get_consent(self, patient: str, grantee: str, index: int) -> StoredConsent:

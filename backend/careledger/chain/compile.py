@@ -10,7 +10,6 @@ import hashlib
 import json
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import solcx
@@ -116,4 +115,3 @@ def _errors_text(stdout: str) -> str:
     except ValueError:
         return stdout.strip()[:2000]
     return "\n".join(e.get("formattedMessage", "") for e in parsed.get("errors", []))
-

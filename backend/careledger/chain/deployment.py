@@ -57,7 +57,8 @@ class Deployment:
                 "maxCheckLag": self.max_check_lag,
             },
             "contracts": {
-                name: {"address": c.address, "abiHash": c.abi_hash, "abi": c.abi} for name, c in self.contracts.items()
+                name: {"address": c.address, "abiHash": c.abi_hash, "abi": c.abi}
+                for name, c in self.contracts.items()
             },
         }
 
@@ -85,7 +86,9 @@ class Deployment:
                 raise ConfigurationError(f"{path} names no {name}")
             if abi_hash(entry["abi"]) != entry["abiHash"]:
                 raise ConfigurationError(f"{path}: the ABI of {name} does not match its abiHash")
-            contracts[name] = ContractInfo(Web3.to_checksum_address(entry["address"]), entry["abi"], entry["abiHash"])
+            contracts[name] = ContractInfo(
+                Web3.to_checksum_address(entry["address"]), entry["abi"], entry["abiHash"]
+            )
         gov = raw["governance"]
         return cls(
             chain_id=int(raw["chainId"]),
@@ -125,19 +128,28 @@ def deploy(
     def create(name: str, *args: Any) -> tuple[str, int]:
         factory = w3.eth.contract(abi=artifacts[name].abi, bytecode=artifacts[name].bytecode)
         receipt = deployer.transact(name, factory.constructor(*args))
-        return Web3.to_checksum_address(receipt["contractAddress"]), int(receipt["blockNumber"])
+        address = receipt["contractAddress"]
+        if address is None:
+            raise ConfigurationError(f"deploying {name} created no contract")
+        return Web3.to_checksum_address(address), int(receipt["blockNumber"])
 
     members, first_block = create("MemberRegistry", council, threshold, voting_period)
     consents, _ = create("ConsentRegistry", members)
     records, _ = create("RecordRegistry", members)
     access, _ = create("AccessLog", members, max_check_lag)
-    addresses = {"MemberRegistry": members, "ConsentRegistry": consents, "RecordRegistry": records, "AccessLog": access}
+    addresses = {
+        "MemberRegistry": members,
+        "ConsentRegistry": consents,
+        "RecordRegistry": records,
+        "AccessLog": access,
+    }
     return Deployment(
         chain_id=int(w3.eth.chain_id),
         deployment_block=first_block,
         deployer=deployer.address,
         contracts={
-            name: ContractInfo(addresses[name], artifacts[name].abi, artifacts[name].abi_hash) for name in DEPLOYED
+            name: ContractInfo(addresses[name], artifacts[name].abi, artifacts[name].abi_hash)
+            for name in DEPLOYED
         },
         council=[Web3.to_checksum_address(a) for a in council],
         threshold=threshold,

@@ -8,10 +8,10 @@ from eth_account import Account
 
 from careledger.chain.anvil import DEV_MNEMONIC, Anvil
 from careledger.chain.clients import Ledger, connect
+from careledger.chain.compile import compile_contracts
 from careledger.chain.deployment import Deployment, deploy
 from careledger.chain.reverts import RevertDecoder
 from careledger.chain.sender import Sender
-from careledger.chain.compile import compile_contracts
 
 Account.enable_unaudited_hdwallet_features()
 

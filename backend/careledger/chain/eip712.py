@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 CONSENT_DOMAIN = "CareLedger ConsentRegistry"
 RECORD_DOMAIN = "CareLedger RecordRegistry"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from eth_abi import decode as abi_decode
-from eth_utils import keccak, to_checksum_address
+from eth_abi.abi import decode as abi_decode
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from careledger import errors
 
@@ -51,7 +52,9 @@ class RevertDecoder:
         """The exception for revert `data` from a call to `contract`."""
         known = self._errors.get(bytes(data[:4]))
         if known is None:
-            return errors.TransactionFailed(f"{contract} reverted without a known error (data 0x{data.hex()})")
+            return errors.TransactionFailed(
+                f"{contract} reverted without a known error (data 0x{data.hex()})"
+            )
         name, names, types = known
         values = [
             to_checksum_address(v) if t == "address" else v

@@ -15,7 +15,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
-from web3.types import TxParams, TxReceipt
+from web3.types import Nonce, TxParams, TxReceipt, Wei
 
 from careledger import errors
 from careledger.chain.reverts import RevertDecoder
@@ -60,20 +60,24 @@ class Sender:
         if gas is None:
             gas = int(self._estimate(contract, call) * GAS_HEADROOM)
         with self._lock:
+            max_fee, tip = self._fees()
             params: TxParams = {
                 "from": self.account.address,
-                "nonce": self._next_nonce(),
+                "nonce": Nonce(self._next_nonce()),
                 "gas": gas,
                 "chainId": self._chain(),
-                **self._fees(),
+                "maxFeePerGas": max_fee,
+                "maxPriorityFeePerGas": tip,
             }
             tx = call.build_transaction(params)
-            signed = self.account.sign_transaction(tx)
+            signed = self.account.sign_transaction(dict(tx))  # type: ignore[arg-type]
             try:
                 tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             except Web3RPCError as exc:
                 self._nonce = None  # resynchronise from the node on the next send
-                raise errors.TransactionFailed(f"{contract}: the node refused the transaction: {exc}") from None
+                raise errors.TransactionFailed(
+                    f"{contract}: the node refused the transaction: {exc}"
+                ) from None
             except (OSError, ConnectionError) as exc:
                 self._nonce = None
                 raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
@@ -87,7 +91,9 @@ class Sender:
                 tx_hash, timeout=self._receipt_timeout, poll_latency=self._poll_latency
             )
         except TimeExhausted:
-            raise errors.TransactionFailed(f"{contract}: transaction {tx_hash.hex()} not mined in time") from None
+            raise errors.TransactionFailed(
+                f"{contract}: transaction {tx_hash.hex()} not mined in time"
+            ) from None
         if receipt["status"] != 1:
             # Replay the call at the block before to learn why; the state may have moved.
             self._estimate(contract, call, block=receipt["blockNumber"] - 1)
@@ -116,10 +122,11 @@ class Sender:
             self._chain_id = int(self.w3.eth.chain_id)
         return self._chain_id
 
-    def _fees(self) -> dict[str, Any]:
+    def _fees(self) -> tuple[Wei, Wei]:
+        """(maxFeePerGas, maxPriorityFeePerGas): room for the base fee to double, a 1 gwei tip."""
         base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
         tip = 1_000_000_000 if base else 0
-        return {"maxFeePerGas": 2 * base + tip, "maxPriorityFeePerGas": tip}
+        return Wei(2 * base + tip), Wei(tip)
 
 
 def _revert_data(exc: ContractLogicError) -> bytes:

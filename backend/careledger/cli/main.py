@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import signal
@@ -45,10 +46,14 @@ def friendly(fn: F) -> F:
 @friendly
 def chain_up(
     port: Annotated[int, typer.Option(help="Loopback port for anvil; 0 picks a free one.")] = 0,
-    block_time: Annotated[float | None, typer.Option(help="Seconds per block; default mines on demand.")] = None,
+    block_time: Annotated[
+        float | None, typer.Option(help="Seconds per block; default mines on demand.")
+    ] = None,
     deployment_file: Annotated[Path | None, typer.Option(help="Where to write the deployment file.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the deployment as JSON.")] = False,
-    exit_after_deploy: Annotated[bool, typer.Option(help="Stop anvil right after deploying (for checks).")] = False,
+    exit_after_deploy: Annotated[
+        bool, typer.Option(help="Stop anvil right after deploying (for checks).")
+    ] = False,
 ) -> None:
     """Start anvil from node_modules on loopback, deploy the contracts, serve until Ctrl-C."""
     settings = Settings()
@@ -66,10 +71,8 @@ def chain_up(
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         console.print("[dim]anvil is running; Ctrl-C stops it.[/]")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
     finally:
         devnet.anvil.stop()
 

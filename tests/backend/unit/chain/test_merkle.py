@@ -1,0 +1,45 @@
+import os
+
+import pytest
+from eth_utils import keccak
+
+from careledger.chain import merkle
+
+
+def _leaves(n: int) -> list[bytes]:
+    return [keccak(i.to_bytes(4, "big")) for i in range(n)]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 100])
+def test_proof_verifies_every_leaf(size: int) -> None:
+    leaves = _leaves(size)
+    root = merkle.root(leaves)
+    for i, leaf in enumerate(leaves):
+        assert merkle.verify(leaf, merkle.proof(leaves, i), root)
+
+
+def test_proof_refuses_other_leaf() -> None:
+    leaves = _leaves(9)
+    root = merkle.root(leaves)
+    assert not merkle.verify(keccak(b"stranger"), merkle.proof(leaves, 3), root)
+    assert not merkle.verify(leaves[4], merkle.proof(leaves, 3), root)
+
+
+def test_root_known_answer_for_three_leaves() -> None:
+    a, b, c = _leaves(3)
+    ab = keccak(min(a, b) + max(a, b))
+    expected = keccak(min(ab, c) + max(ab, c))  # c moves up unhashed, then pairs with ab
+    assert merkle.root([a, b, c]) == expected
+
+
+def test_root_of_empty_batch_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one record"):
+        merkle.root([])
+
+
+def test_record_id_depends_on_custodian_and_commitment() -> None:
+    commitment = os.urandom(32)
+    a = merkle.record_id_of("0x" + "11" * 20, commitment)
+    assert a != merkle.record_id_of("0x" + "22" * 20, commitment)
+    assert a != merkle.record_id_of("0x" + "11" * 20, os.urandom(32))
+    assert a == merkle.record_id_of("0x" + "11" * 20, commitment)
