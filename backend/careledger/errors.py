@@ -108,3 +108,39 @@ def _show(value: Any) -> str:
     if isinstance(value, bytes):
         return "0x" + value.hex()
     return str(value)
+
+
+class AuthenticationFailed(CareLedgerError):
+    """A signed request was refused; the message says why, in one line, without secrets."""
+
+
+class SignatureMissing(AuthenticationFailed):
+    """The request carries no Signature / Signature-Input / Content-Digest headers."""
+
+
+class SignatureMalformed(AuthenticationFailed):
+    """A signature header does not follow the CareLedger profile of RFC 9421."""
+
+
+class SignatureExpired(AuthenticationFailed):
+    """`created` is too old or `expires` has passed (beyond the allowed clock skew)."""
+
+
+class SignatureNotYetValid(AuthenticationFailed):
+    """`created` lies in the future (beyond the allowed clock skew)."""
+
+
+class DigestMismatch(AuthenticationFailed):
+    """Content-Digest does not match the body."""
+
+
+class WrongAuthority(AuthenticationFailed):
+    """The request was signed for another gateway's endpoint."""
+
+
+class SignerMismatch(AuthenticationFailed):
+    """The signature does not come from the key named in `keyid`."""
+
+
+class NonceReused(AuthenticationFailed):
+    """The request's nonce was already used."""
