@@ -144,3 +144,11 @@ class SignerMismatch(AuthenticationFailed):
 
 class NonceReused(AuthenticationFailed):
     """The request's nonce was already used."""
+
+
+class DecryptionFailed(CareLedgerError):
+    """A ciphertext or wrapped key did not open. Deliberately says nothing more."""
+
+
+class KeyFileError(ConfigurationError):
+    """A key file is missing, unreadable or not a key."""

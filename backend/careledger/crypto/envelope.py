@@ -1,0 +1,97 @@
+"""Envelope encryption of records: AES-256-GCM, a fresh data key per record.
+
+The data key is wrapped by the custodian's key-encryption key (KEK); associated data binds
+the ciphertext and the wrapped key to the record id and version, so neither can be moved
+to another record. Every failure to open raises the same DecryptionFailed, with no detail.
+Randomness is a parameter so that tests are deterministic.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from careledger.errors import DecryptionFailed
+
+KEY_BYTES = 32
+NONCE_BYTES = 12
+RandomBytes = Callable[[int], bytes]
+
+
+class KeyEncryptionKey(Protocol):
+    """What wraps data keys: a key file here; a KMS can implement the same two calls."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    def wrap(self, data_key: bytes, aad: bytes) -> bytes: ...
+
+    def unwrap(self, wrapped: bytes, aad: bytes) -> bytes: ...
+
+
+class AesGcmKek:
+    """A 256-bit KEK held in memory; wrap = AES-256-GCM(nonce ‖ ciphertext ‖ tag)."""
+
+    def __init__(self, key: bytes, key_id: str, *, random_bytes: RandomBytes = os.urandom) -> None:
+        if len(key) != KEY_BYTES:
+            raise ValueError("a key-encryption key is 32 bytes")
+        self._aead = AESGCM(key)
+        self._key_id = key_id
+        self._random = random_bytes
+
+    @property
+    def key_id(self) -> str:
+        return self._key_id
+
+    def wrap(self, data_key: bytes, aad: bytes) -> bytes:
+        nonce = self._random(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, data_key, b"careledger-dek\x00" + aad)
+
+    def unwrap(self, wrapped: bytes, aad: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(
+                wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], b"careledger-dek\x00" + aad
+            )
+        except (InvalidTag, ValueError):
+            raise DecryptionFailed("cannot open") from None
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A record's ciphertext (nonce ‖ ciphertext ‖ tag) and its wrapped data key."""
+
+    ciphertext: bytes
+    wrapped_key: bytes
+    key_id: str
+
+
+def record_aad(record_id: bytes, version: int) -> bytes:
+    """Associated data that binds a ciphertext to one record version."""
+    return b"careledger-record\x00" + record_id + version.to_bytes(8, "big")
+
+
+def seal(
+    plaintext: bytes, aad: bytes, kek: KeyEncryptionKey, *, random_bytes: RandomBytes = os.urandom
+) -> Sealed:
+    data_key = random_bytes(KEY_BYTES)
+    nonce = random_bytes(NONCE_BYTES)
+    ciphertext = nonce + AESGCM(data_key).encrypt(nonce, plaintext, aad)
+    return Sealed(ciphertext, kek.wrap(data_key, aad), kek.key_id)
+
+
+def open_(sealed: Sealed, aad: bytes, kek: KeyEncryptionKey) -> bytes:
+    data_key = kek.unwrap(sealed.wrapped_key, aad)
+    try:
+        return AESGCM(data_key).decrypt(sealed.ciphertext[:NONCE_BYTES], sealed.ciphertext[NONCE_BYTES:], aad)
+    except (InvalidTag, ValueError):
+        raise DecryptionFailed("cannot open") from None
+
+
+def rewrap(wrapped_key: bytes, aad: bytes, old: KeyEncryptionKey, new: KeyEncryptionKey) -> bytes:
+    """Key rotation: the same data key under a new KEK; the ciphertext is untouched."""
+    return new.wrap(old.unwrap(wrapped_key, aad), aad)

@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from careledger.crypto.commitments import check_ciphertext, check_plaintext, commit, sha256
+from careledger.crypto.envelope import AesGcmKek, Sealed, open_, record_aad, rewrap, seal
+from careledger.crypto.keyfile import create_key_file, load_key_file
+from careledger.errors import DecryptionFailed, KeyFileError
+
+
+def _counter_bytes() -> object:
+    counter = itertools.count()
+    return lambda n: bytes((next(counter) + i) % 256 for i in range(n))
+
+
+def test_seal_known_answer() -> None:
+    """AES-256-GCM test case 14 of the GCM specification (McGrew & Viega): key, IV and
+    plaintext all zero, no associated data, injected as the data key and nonce."""
+    kek = AesGcmKek(bytes(range(32)), "kek-test", random_bytes=_counter_bytes())  # type: ignore[arg-type]
+    sealed = seal(bytes(16), b"", kek, random_bytes=lambda n: bytes(n))
+    assert sealed.ciphertext == bytes(12) + bytes.fromhex(
+        "cea7403d4d606b6e074ec5d3baf39d18" + "d0d1c8a799996bf0265b98b5d48ab919"
+    )
+    assert open_(sealed, b"", kek) == bytes(16)
+
+
+def test_open_refuses_other_record_or_version() -> None:
+    kek = AesGcmKek(bytes(32), "k")
+    sealed = seal(b"record", record_aad(b"\x01" * 32, 1), kek)
+    for aad in (record_aad(b"\x02" * 32, 1), record_aad(b"\x01" * 32, 2)):
+        with pytest.raises(DecryptionFailed, match=r"^cannot open$"):
+            open_(sealed, aad, kek)
+
+
+def test_open_refuses_tampering_and_wrong_kek() -> None:
+    kek = AesGcmKek(bytes(32), "k")
+    aad = record_aad(b"\x01" * 32, 1)
+    sealed = seal(b"record", aad, kek)
+    flipped = bytes([sealed.ciphertext[20] ^ 1])
+    tampered = Sealed(sealed.ciphertext[:20] + flipped + sealed.ciphertext[21:], sealed.wrapped_key, "k")
+    with pytest.raises(DecryptionFailed):
+        open_(tampered, aad, kek)
+    with pytest.raises(DecryptionFailed):
+        open_(sealed, aad, AesGcmKek(b"\x01" * 32, "other"))
+
+
+def test_rewrap_keeps_ciphertext_and_drops_old_kek() -> None:
+    old, new = AesGcmKek(bytes(32), "old"), AesGcmKek(b"\x07" * 32, "new")
+    aad = record_aad(b"\x03" * 32, 4)
+    sealed = seal(b"data", aad, old)
+    moved = Sealed(sealed.ciphertext, rewrap(sealed.wrapped_key, aad, old, new), "new")
+    assert open_(moved, aad, new) == b"data"
+    with pytest.raises(DecryptionFailed):
+        open_(moved, aad, old)
+
+
+def test_commitment_checks_for_reader_and_auditor() -> None:
+    salt, plaintext, ciphertext = b"\x05" * 32, b"plain", b"cipher"
+    c = commit(salt, plaintext, ciphertext)
+    assert check_plaintext(c, salt, plaintext, sha256(ciphertext))
+    assert check_ciphertext(c, salt, sha256(plaintext), ciphertext)
+    assert not check_plaintext(c, salt, b"plain!", sha256(ciphertext))
+    assert not check_ciphertext(c, salt, sha256(plaintext), b"cipher!")
+    assert not check_plaintext(c, b"\x06" * 32, plaintext, sha256(ciphertext))
+
+
+def test_key_file_round_trip_and_refusals(tmp_path: Path) -> None:
+    path = tmp_path / "kek.hex"
+    create_key_file(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    kek = load_key_file(path)
+    assert kek.key_id.startswith("kek-") and path.read_text().strip()[:16] not in kek.key_id
+    with pytest.raises(KeyFileError, match="refusing to overwrite"):
+        create_key_file(path)
+    (tmp_path / "short.hex").write_text("abcd")
+    with pytest.raises(KeyFileError, match="holds 2 bytes"):
+        load_key_file(tmp_path / "short.hex")
+    with pytest.raises(KeyFileError, match="cannot read"):
+        load_key_file(tmp_path / "absent.hex")
