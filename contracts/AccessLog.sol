@@ -86,7 +86,9 @@ contract AccessLog is IAccessLog {
                 let valid
                 switch breakGlass
                 case 1 { valid := or(eq(purpose, PURPOSE_ETREAT), eq(purpose, PURPOSE_BTG)) }
-                default { valid := and(lt(purpose, PURPOSE_BTG), iszero(iszero(basis))) }
+                default { valid := lt(purpose, PURPOSE_BTG) }
+                // either way the basis is needed: a consent id, or the hash of the break-glass reason
+                valid := and(valid, iszero(iszero(basis)))
                 let requester := and(meta, 0xffffffffffffffffffffffffffffffffffffffff)
                 valid := and(valid, and(iszero(shr(233, meta)), iszero(iszero(requester))))
                 mstore(add(m, 0xa0), calldataload(add(src, 0x80)))

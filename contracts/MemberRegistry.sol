@@ -26,12 +26,15 @@ contract MemberRegistry is IMemberRegistry {
     mapping(address key => KeyBinding) private _keys;
 
     address[] private _seats;
-    mapping(address account => bool) private _isSeat;
+    /// @dev Non-zero while seated: the seating's number, so that votes cast during an earlier
+    /// seating of the same address stop counting once it is removed, even if it returns.
+    mapping(address account => uint256 seating) private _seating;
+    uint256 private _seatings;
     uint256 private _threshold;
     uint256 private immutable _votingPeriod;
 
     Proposal[] private _proposals;
-    mapping(uint256 proposalId => mapping(address seat => bool)) private _voted;
+    mapping(uint256 proposalId => mapping(address seat => uint256 seating)) private _votedIn;
 
     /// @param seats_ The founding council seats.
     /// @param threshold_ Approvals a proposal needs, 1..seats_.length.
@@ -45,7 +48,7 @@ contract MemberRegistry is IMemberRegistry {
     }
 
     modifier onlySeat() {
-        if (!_isSeat[msg.sender]) revert MemberRegistryNotCouncil(msg.sender);
+        if (_seating[msg.sender] == 0) revert MemberRegistryNotCouncil(msg.sender);
         _;
     }
 
@@ -183,8 +186,9 @@ contract MemberRegistry is IMemberRegistry {
             address member = _memberList[i];
             Member storage m = _members[member];
             if (m.status != MemberStatus.ACTIVE) continue;
-            if (!_isSeat[member]) accounts[n++] = member;
-            if (m.relayer != address(0)) accounts[n++] = m.relayer;
+            if (_seating[member] == 0) accounts[n++] = member;
+            // A relayer key may also hold a seat; list it once (Besu refuses duplicate accounts).
+            if (m.relayer != address(0) && _seating[m.relayer] == 0) accounts[n++] = m.relayer;
         }
         assembly ("memory-safe") {
             mstore(accounts, n)
@@ -193,7 +197,7 @@ contract MemberRegistry is IMemberRegistry {
 
     /// @inheritdoc IMemberRegistry
     function isSeat(address account) external view returns (bool) {
-        return _isSeat[account];
+        return _seating[account] != 0;
     }
 
     /// @inheritdoc IMemberRegistry
@@ -224,13 +228,15 @@ contract MemberRegistry is IMemberRegistry {
     /// @inheritdoc IMemberRegistry
     function approvals(uint256 proposalId) public view returns (uint256 count) {
         for (uint256 i = 0; i < _seats.length; ++i) {
-            if (_voted[proposalId][_seats[i]]) ++count;
+            address seat = _seats[i];
+            if (_votedIn[proposalId][seat] == _seating[seat]) ++count;
         }
     }
 
     /// @inheritdoc IMemberRegistry
     function hasVoted(uint256 proposalId, address seat) external view returns (bool) {
-        return _voted[proposalId][seat];
+        uint256 seating = _seating[seat];
+        return seating != 0 && _votedIn[proposalId][seat] == seating;
     }
 
     // ---------------------------------------------------------------- internals
@@ -271,8 +277,9 @@ contract MemberRegistry is IMemberRegistry {
         Proposal storage p = _proposal(proposalId);
         if (p.executed) revert MemberRegistryProposalExecuted(proposalId);
         if (block.timestamp > p.deadline) revert MemberRegistryProposalExpired(proposalId, p.deadline);
-        if (_voted[proposalId][seat]) revert MemberRegistryAlreadyVoted(proposalId, seat);
-        _voted[proposalId][seat] = true;
+        uint256 seating = _seating[seat];
+        if (_votedIn[proposalId][seat] == seating) revert MemberRegistryAlreadyVoted(proposalId, seat);
+        _votedIn[proposalId][seat] = seating;
         // Counted over the current seats, so a removed seat's earlier approval no longer counts.
         uint256 count = approvals(proposalId);
         emit ProposalVoted(proposalId, seat, count, _threshold);
@@ -326,11 +333,11 @@ contract MemberRegistry is IMemberRegistry {
 
     function _checkAddSeat(address seat) private view {
         if (seat == address(0)) revert MemberRegistryZeroAddress();
-        if (_isSeat[seat]) revert MemberRegistryAlreadySeated(seat);
+        if (_seating[seat] != 0) revert MemberRegistryAlreadySeated(seat);
     }
 
     function _checkRemoveSeat(address seat) private view {
-        if (!_isSeat[seat]) revert MemberRegistryNotCouncil(seat);
+        if (_seating[seat] == 0) revert MemberRegistryNotCouncil(seat);
         _checkThreshold(_threshold, _seats.length - 1);
     }
 
@@ -395,14 +402,14 @@ contract MemberRegistry is IMemberRegistry {
 
     function _addSeat(address seat) private {
         if (seat == address(0)) revert MemberRegistryZeroAddress();
-        if (_isSeat[seat]) revert MemberRegistryAlreadySeated(seat);
-        _isSeat[seat] = true;
+        if (_seating[seat] != 0) revert MemberRegistryAlreadySeated(seat);
+        _seating[seat] = ++_seatings;
         _seats.push(seat);
         emit SeatAdded(seat);
     }
 
     function _removeSeat(address seat) private {
-        _isSeat[seat] = false;
+        _seating[seat] = 0;
         uint256 last = _seats.length - 1;
         for (uint256 i = 0; i <= last; ++i) {
             if (_seats[i] == seat) {

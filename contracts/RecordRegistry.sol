@@ -118,8 +118,8 @@ contract RecordRegistry is IRecordRegistry, EIP712, UnorderedNonces {
     }
 
     /// @inheritdoc IRecordRegistry
-    function recordIdOf(address custodian, bytes32 commitment) external pure returns (RecordId) {
-        return RecordHashes.idOf(custodian, commitment);
+    function recordIdOf(address custodian, address patient, bytes32 commitment) external pure returns (RecordId) {
+        return RecordHashes.idOf(custodian, patient, commitment);
     }
 
     /// @inheritdoc IRecordRegistry
@@ -187,10 +187,11 @@ contract RecordRegistry is IRecordRegistry, EIP712, UnorderedNonces {
                     mstore(0x04, commitment)
                     revert(0x00, 0x24)
                 }
-                // recordId = keccak256(abi.encode(custodian, commitment))
-                mstore(0x00, custodian)
-                mstore(0x20, commitment)
-                let id := keccak256(0x00, 0x40)
+                // recordId = keccak256(abi.encode(custodian, patient, commitment))
+                mstore(m, custodian)
+                mstore(add(m, 0x20), patient)
+                mstore(add(m, 0x40), commitment)
+                let id := keccak256(m, 0x60)
                 // leaf = keccak256(abi.encode(id, patient, custodian, category, commitment, supersedes))
                 mstore(m, id)
                 mstore(add(m, 0x20), patient)

@@ -53,7 +53,7 @@ interface IAccessLog {
     /// @notice Thrown when consent was checked in the future or more than maxCheckLag blocks ago.
     error AccessLogStaleCheck(uint64 checkedBlock, uint256 currentBlock);
     /// @notice Thrown for an unknown purpose, a break-glass entry with a purpose other than ETREAT or BTG,
-    /// a consent entry without a consent id, an entry without a signature or requester, or
+    /// an entry without its basis (consent id or reason hash), signature or requester, or
     /// non-zero reserved bits in `meta`.
     error AccessLogInvalidEntry(bytes32 recordId);
 

@@ -20,7 +20,8 @@ interface IRecordRegistry {
     }
 
     /// @notice One record version to anchor. Its id is not sent: it is
-    /// keccak256(abi.encode(custodian, commitment)), so an id always names one commitment.
+    /// keccak256(abi.encode(custodian, patient, commitment)), so an id names one commitment
+    /// of one patient at one custodian.
     /// @param commitment keccak256(salt ‖ sha256(plaintext) ‖ sha256(ciphertext)); the random
     /// salt makes it, and so the id, unique.
     /// @param supersedes The version this one replaces, or zero.
@@ -135,8 +136,8 @@ interface IRecordRegistry {
     /// @notice Most records one batch may carry (the per-transaction gas cap bounds it).
     function maxBatchSize() external pure returns (uint256);
 
-    /// @notice The id a record anchored by `custodian` with `commitment` gets.
-    function recordIdOf(address custodian, bytes32 commitment) external pure returns (RecordId);
+    /// @notice The id a record of `patient` anchored by `custodian` with `commitment` gets.
+    function recordIdOf(address custodian, address patient, bytes32 commitment) external pure returns (RecordId);
 
     /// @notice The Merkle leaf of an anchored record.
     function leafHash(AnchoredRecord calldata record) external pure returns (bytes32);

@@ -23,13 +23,11 @@ library RecordHashes {
         return keccak256(abi.encode(ERASURE_TYPEHASH, e.patient, RecordId.unwrap(e.recordId), e.nonce, e.deadline));
     }
 
-    /// @dev A record's id: it names one custodian's one commitment.
-    function idOf(address custodian, bytes32 commitment) internal pure returns (RecordId id) {
-        assembly ("memory-safe") {
-            mstore(0x00, and(custodian, 0xffffffffffffffffffffffffffffffffffffffff))
-            mstore(0x20, commitment)
-            id := keccak256(0x00, 0x40)
-        }
+    /// @dev A record's id: keccak256(abi.encode(custodian, patient, commitment)). Binding the
+    /// patient means no one can anchor the same commitment under another patient key and
+    /// make the real patient's record read as erased (see RecordRegistry.t.sol).
+    function idOf(address custodian, address patient, bytes32 commitment) internal pure returns (RecordId) {
+        return RecordId.wrap(keccak256(abi.encode(custodian, patient, commitment)));
     }
 
     /// @dev A leaf is hashed once: its preimage is 192 bytes, so no 64-byte inner node of the

@@ -354,7 +354,7 @@ class RecordRegistryClient(_ContractClient):
                 batch_id,
                 patient,
                 custodian,
-                merkle.record_id_of(custodian, r.commitment),
+                merkle.record_id_of(custodian, patient, r.commitment),
                 r.category,
                 r.commitment,
                 r.supersedes,

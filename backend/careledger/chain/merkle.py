@@ -42,9 +42,9 @@ class AnchoredRecord:
         )
 
 
-def record_id_of(custodian: str, commitment: bytes) -> bytes:
-    """A record's id: keccak256(abi.encode(custodian, commitment)), as RecordRegistry derives it."""
-    return keccak(encode(["address", "bytes32"], [custodian, commitment]))
+def record_id_of(custodian: str, patient: str, commitment: bytes) -> bytes:
+    """A record's id: keccak256(abi.encode(custodian, patient, commitment)), as RecordRegistry derives it."""
+    return keccak(encode(["address", "address", "bytes32"], [custodian, patient, commitment]))
 
 
 def record_leaf(

@@ -58,7 +58,9 @@ def test_anchor_matches_python_ids_leaves_and_root(cluster: Cluster) -> None:
     assert ledger.records.batch_root(receipt.batch_id) == receipt.root
     for record in receipt.records:
         assert ledger.records.leaf_hash(record) == record.leaf()
-        assert record.record_id == merkle.record_id_of(cluster.clinic.address, record.commitment)
+        assert record.record_id == merkle.record_id_of(
+            cluster.clinic.address, record.patient, record.commitment
+        )
     events = ledger.records.contract.events.RecordAnchored().get_logs(
         from_block=receipt.tx.block_number, to_block=receipt.tx.block_number
     )

@@ -37,9 +37,10 @@ def test_root_of_empty_batch_is_refused() -> None:
         merkle.root([])
 
 
-def test_record_id_depends_on_custodian_and_commitment() -> None:
-    commitment = os.urandom(32)
-    a = merkle.record_id_of("0x" + "11" * 20, commitment)
-    assert a != merkle.record_id_of("0x" + "22" * 20, commitment)
-    assert a != merkle.record_id_of("0x" + "11" * 20, os.urandom(32))
-    assert a == merkle.record_id_of("0x" + "11" * 20, commitment)
+def test_record_id_depends_on_custodian_patient_and_commitment() -> None:
+    commitment, custodian, patient = os.urandom(32), "0x" + "11" * 20, "0x" + "33" * 20
+    a = merkle.record_id_of(custodian, patient, commitment)
+    assert a == merkle.record_id_of(custodian, patient, commitment)
+    assert a != merkle.record_id_of("0x" + "22" * 20, patient, commitment)
+    assert a != merkle.record_id_of(custodian, "0x" + "44" * 20, commitment)
+    assert a != merkle.record_id_of(custodian, patient, os.urandom(32))
