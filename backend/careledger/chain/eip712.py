@@ -51,6 +51,10 @@ class TypedMessage:
         values = asdict(self)  # type: ignore[call-overload]
         return {name: values[_snake(name)] for _, name in self.FIELDS}
 
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The struct as a contract call takes it, fields in struct order."""
+        return tuple(getattr(self, _snake(name)) for _, name in self.FIELDS)
+
     def typed_data(self, domain: Domain) -> dict[str, Any]:
         return {
             "types": {
@@ -99,18 +103,6 @@ class Grant(TypedMessage):
     nonce: int
     deadline: int
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        return (
-            self.patient,
-            self.grantee,
-            self.categories,
-            self.purposes,
-            self.valid_from,
-            self.valid_until,
-            self.nonce,
-            self.deadline,
-        )
-
 
 @dataclass(frozen=True)
 class Revocation(TypedMessage):
@@ -125,9 +117,6 @@ class Revocation(TypedMessage):
     consent_id: bytes
     nonce: int
     deadline: int
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        return (self.patient, self.consent_id, self.nonce, self.deadline)
 
 
 @dataclass(frozen=True)
@@ -146,9 +135,6 @@ class Enrollment(TypedMessage):
     nonce: int
     deadline: int
 
-    def as_tuple(self) -> tuple[Any, ...]:
-        return (self.patient, self.custodian, self.reference_commitment, self.nonce, self.deadline)
-
 
 @dataclass(frozen=True)
 class Erasure(TypedMessage):
@@ -163,9 +149,6 @@ class Erasure(TypedMessage):
     record_id: bytes
     nonce: int
     deadline: int
-
-    def as_tuple(self) -> tuple[Any, ...]:
-        return (self.patient, self.record_id, self.nonce, self.deadline)
 
 
 def _snake(name: str) -> str:
