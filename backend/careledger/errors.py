@@ -152,3 +152,7 @@ class DecryptionFailed(CareLedgerError):
 
 class KeyFileError(ConfigurationError):
     """A key file is missing, unreadable or not a key."""
+
+
+class StoreUnavailable(CareLedgerError):
+    """The database could not be reached; the operation changed nothing."""

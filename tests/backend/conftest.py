@@ -64,3 +64,19 @@ def cluster(devnet: Devnet) -> Cluster:
 def patient() -> LocalAccount:
     """A fresh pseudonymous patient key (no ether needed: gateways relay)."""
     return Account.create()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An empty, migrated database of each kind: the integration suite runs on both."""
+    from careledger.store.migrate import upgrade
+    from tests.backend.databases import postgres_database, sqlite_url
+
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path_factory.mktemp("sqlite"))
+        upgrade(url)
+        yield url
+    else:
+        with postgres_database() as url:
+            upgrade(url)
+            yield url

@@ -1,0 +1,220 @@
+"""Repositories: every query the gateway runs. Services compose them inside one session."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from careledger.errors import NonceReused
+from careledger.store.models import (
+    AnchorBatchRow,
+    DisclosureRow,
+    LeaseRow,
+    NonceRow,
+    PatientRow,
+    RecordRow,
+    RetentionHoldRow,
+)
+
+
+class Patients:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def by_address(self, address: str) -> PatientRow | None:
+        return self.s.scalar(select(PatientRow).where(PatientRow.address == address))
+
+    def by_id(self, patient_id: int) -> PatientRow | None:
+        return self.s.get(PatientRow, patient_id)
+
+    def add(self, row: PatientRow) -> PatientRow:
+        self.s.add(row)
+        self.s.flush()
+        return row
+
+
+class Records:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def by_record_id(self, record_id: bytes) -> RecordRow | None:
+        return self.s.scalar(select(RecordRow).where(RecordRow.record_id == record_id))
+
+    def latest(self, patient_id: int, resource_type: str, resource_id: str) -> RecordRow | None:
+        return self.s.scalar(
+            select(RecordRow)
+            .where(
+                RecordRow.patient_id == patient_id,
+                RecordRow.resource_type == resource_type,
+                RecordRow.resource_id == resource_id,
+            )
+            .order_by(RecordRow.version.desc())
+            .limit(1)
+        )
+
+    def versions(self, patient_id: int, resource_type: str, resource_id: str) -> Sequence[RecordRow]:
+        return self.s.scalars(
+            select(RecordRow)
+            .where(
+                RecordRow.patient_id == patient_id,
+                RecordRow.resource_type == resource_type,
+                RecordRow.resource_id == resource_id,
+            )
+            .order_by(RecordRow.version)
+        ).all()
+
+    def of_patient(self, patient_id: int) -> Sequence[RecordRow]:
+        return self.s.scalars(
+            select(RecordRow).where(RecordRow.patient_id == patient_id).order_by(RecordRow.id)
+        ).all()
+
+    def add(self, row: RecordRow) -> RecordRow:
+        self.s.add(row)
+        self.s.flush()
+        return row
+
+    def pending(self, limit: int) -> Sequence[RecordRow]:
+        return self.s.scalars(
+            select(RecordRow).where(RecordRow.status == "pending", RecordRow.batch_id.is_(None))
+            .order_by(RecordRow.id).limit(limit)
+        ).all()  # fmt: skip
+
+    def oldest_pending_created_at(self) -> datetime | None:
+        return self.s.scalar(
+            select(func.min(RecordRow.created_at)).where(
+                RecordRow.status == "pending", RecordRow.batch_id.is_(None)
+            )
+        )
+
+    def count_by_status(self) -> dict[str, int]:
+        rows = self.s.execute(select(RecordRow.status, func.count()).group_by(RecordRow.status)).all()
+        return {status: int(count) for status, count in rows}
+
+    def in_batch(self, batch_id: int) -> Sequence[RecordRow]:
+        return self.s.scalars(
+            select(RecordRow).where(RecordRow.batch_id == batch_id).order_by(RecordRow.leaf_index)
+        ).all()
+
+    def with_kek_other_than(self, kek_id: str, limit: int) -> Sequence[RecordRow]:
+        return self.s.scalars(
+            select(RecordRow).where(RecordRow.kek_id.is_not(None), RecordRow.kek_id != kek_id)
+            .order_by(RecordRow.id).limit(limit)
+        ).all()  # fmt: skip
+
+
+class Batches:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def add(self, row: AnchorBatchRow) -> AnchorBatchRow:
+        self.s.add(row)
+        self.s.flush()
+        return row
+
+    def by_id(self, batch_id: int) -> AnchorBatchRow | None:
+        return self.s.get(AnchorBatchRow, batch_id)
+
+    def sending(self) -> Sequence[AnchorBatchRow]:
+        return self.s.scalars(select(AnchorBatchRow).where(AnchorBatchRow.status == "sending")).all()
+
+
+class Disclosures:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def add(self, row: DisclosureRow) -> DisclosureRow:
+        self.s.add(row)
+        self.s.flush()
+        return row
+
+    def pending(self, limit: int) -> Sequence[DisclosureRow]:
+        return self.s.scalars(
+            select(DisclosureRow)
+            .where(DisclosureRow.status == "pending")
+            .order_by(DisclosureRow.id)
+            .limit(limit)
+        ).all()
+
+    def by_tx(self, tx_hash: str) -> Sequence[DisclosureRow]:
+        return self.s.scalars(select(DisclosureRow).where(DisclosureRow.tx_hash == tx_hash)).all()
+
+    def sending(self) -> Sequence[DisclosureRow]:
+        return self.s.scalars(select(DisclosureRow).where(DisclosureRow.status == "sending")).all()
+
+    def of_record(self, record_id: bytes) -> Sequence[DisclosureRow]:
+        return self.s.scalars(select(DisclosureRow).where(DisclosureRow.record_id == record_id)).all()
+
+    def break_glass_since(self, member: str, since: datetime) -> int:
+        return int(
+            self.s.scalar(
+                select(func.count()).where(
+                    DisclosureRow.member == member,
+                    DisclosureRow.break_glass.is_(True),
+                    DisclosureRow.created_at >= since,
+                )
+            )
+            or 0
+        )
+
+    def count_by_status(self) -> dict[str, int]:
+        rows = self.s.execute(select(DisclosureRow.status, func.count()).group_by(DisclosureRow.status)).all()
+        return {status: int(count) for status, count in rows}
+
+
+class Nonces:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def use(self, keyid: str, nonce: str, expires_at: int) -> None:
+        """Record a nonce; NonceReused if this key already used it (and it is still kept)."""
+        try:
+            with self.s.begin_nested():
+                self.s.add(NonceRow(keyid=keyid.lower(), nonce=nonce, expires_at=expires_at))
+        except IntegrityError:
+            raise NonceReused("nonce already used") from None
+
+    def purge(self, now: int) -> int:
+        result = self.s.execute(delete(NonceRow).where(NonceRow.expires_at < now))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+class Leases:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def acquire(self, name: str, holder: str, now_ms: int, ttl_ms: int) -> bool:
+        """Take or renew lease `name` for `holder`; False while another holder's lease runs."""
+        expires = now_ms + ttl_ms
+        renewed = self.s.execute(
+            update(LeaseRow)
+            .where(LeaseRow.name == name, (LeaseRow.holder == holder) | (LeaseRow.expires_at_ms < now_ms))
+            .values(holder=holder, expires_at_ms=expires)
+        )
+        if getattr(renewed, "rowcount", 0):
+            return True
+        try:
+            with self.s.begin_nested():
+                self.s.add(LeaseRow(name=name, holder=holder, expires_at_ms=expires))
+        except IntegrityError:
+            return False
+        return True
+
+    def release(self, name: str, holder: str) -> None:
+        self.s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder))
+
+
+class RetentionHolds:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def for_patient(self, patient_id: int) -> Sequence[RetentionHoldRow]:
+        return self.s.scalars(select(RetentionHoldRow).where(RetentionHoldRow.patient_id == patient_id)).all()
+
+    def add(self, row: RetentionHoldRow) -> RetentionHoldRow:
+        self.s.add(row)
+        self.s.flush()
+        return row
