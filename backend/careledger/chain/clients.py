@@ -288,16 +288,25 @@ class MemberRegistryClient(_ContractClient):
 class ConsentRegistryClient(_ContractClient):
     NAME = "ConsentRegistry"
 
-    def grant_by_sig(self, by: Sender, grant: Grant, signature: bytes) -> GrantReceipt:
-        receipt = self._transact(by, self.contract.functions.grantBySig(grant.as_tuple(), signature))
+    def grant_call(self, grant: Grant, signature: bytes) -> ContractFunction:
+        return self.contract.functions.grantBySig(grant.as_tuple(), signature)
+
+    def granted(self, receipt: TxReceipt) -> GrantReceipt:
         args = self._events(receipt, "ConsentGranted")[0]["args"]
         return GrantReceipt(bytes(args["consentId"]), int(args["index"]), TxInfo.of(receipt))
+
+    def grant_by_sig(self, by: Sender, grant: Grant, signature: bytes) -> GrantReceipt:
+        return self.granted(self._transact(by, self.grant_call(grant, signature)))
+
+    def revoke_call(
+        self, revocation: Revocation, grantee: str, index: int, signature: bytes
+    ) -> ContractFunction:
+        return self.contract.functions.revokeBySig(revocation.as_tuple(), grantee, index, signature)
 
     def revoke_by_sig(
         self, by: Sender, revocation: Revocation, grantee: str, index: int, signature: bytes
     ) -> TxInfo:
-        fn = self.contract.functions.revokeBySig(revocation.as_tuple(), grantee, index, signature)
-        return TxInfo.of(self._transact(by, fn))
+        return TxInfo.of(self._transact(by, self.revoke_call(revocation, grantee, index, signature)))
 
     def is_permitted(self, patient: str, grantee: str, category: int, purpose: int) -> bytes | None:
         """The id of a consent that permits this now, or None."""
@@ -332,37 +341,49 @@ class ConsentRegistryClient(_ContractClient):
 class RecordRegistryClient(_ContractClient):
     NAME = "RecordRegistry"
 
-    def enroll_by_sig(self, by: Sender, enrollment: Enrollment, signature: bytes) -> TxInfo:
-        fn = self.contract.functions.enrollBySig(enrollment.as_tuple(), signature)
-        return TxInfo.of(self._transact(by, fn))
+    def enroll_call(self, enrollment: Enrollment, signature: bytes) -> ContractFunction:
+        return self.contract.functions.enrollBySig(enrollment.as_tuple(), signature)
 
-    def anchor(self, by: Sender, custodian: str, records: Sequence[RecordEntry]) -> AnchorReceipt:
-        """Anchor one batch; records are grouped by patient, keeping first-seen order."""
+    def enroll_by_sig(self, by: Sender, enrollment: Enrollment, signature: bytes) -> TxInfo:
+        return TxInfo.of(self._transact(by, self.enroll_call(enrollment, signature)))
+
+    @staticmethod
+    def leaf_order(records: Sequence[RecordEntry]) -> list[RecordEntry]:
+        """The order the contract gives a batch's leaves: grouped by patient, first seen first."""
         groups: dict[str, list[RecordEntry]] = {}
         for r in records:
             groups.setdefault(Web3.to_checksum_address(r.patient), []).append(r)
-        batch = [
-            (patient, [(r.category, r.commitment, r.supersedes) for r in entries])
-            for patient, entries in groups.items()
-        ]
-        receipt = self._transact(by, self.contract.functions.anchor(batch))
-        args = self._events(receipt, "RecordBatchAnchored")[0]["args"]
-        batch_id = int(args["batchId"])
-        custodian = Web3.to_checksum_address(custodian)
-        anchored = [
-            merkle.AnchoredRecord(
-                batch_id,
-                patient,
-                custodian,
-                merkle.record_id_of(custodian, patient, r.commitment),
-                r.category,
-                r.commitment,
-                r.supersedes,
+        return [r for entries in groups.values() for r in entries]
+
+    def anchor_call(self, records: Sequence[RecordEntry]) -> ContractFunction:
+        groups: dict[str, list[tuple[int, bytes, bytes]]] = {}
+        for r in self.leaf_order(records):
+            groups.setdefault(Web3.to_checksum_address(r.patient), []).append(
+                (r.category, r.commitment, r.supersedes)
             )
-            for patient, entries in groups.items()
-            for r in entries
+        return self.contract.functions.anchor(list(groups.items()))
+
+    def anchored_batch(self, receipt: TxReceipt) -> tuple[int, bytes]:
+        """(batch id, root) of the batch a receipt anchored."""
+        args = self._events(receipt, "RecordBatchAnchored")[0]["args"]
+        return int(args["batchId"]), bytes(args["root"])
+
+    def anchor(self, by: Sender, custodian: str, records: Sequence[RecordEntry]) -> AnchorReceipt:
+        """Anchor one batch; records are grouped by patient, keeping first-seen order."""
+        receipt = self._transact(by, self.anchor_call(records))
+        batch_id, root = self.anchored_batch(receipt)
+        anchored = [
+            merkle.AnchoredRecord.of(batch_id, custodian, r.patient, r.category, r.commitment, r.supersedes)
+            for r in self.leaf_order(records)
         ]
-        return AnchorReceipt(batch_id, bytes(args["root"]), anchored, TxInfo.of(receipt))
+        return AnchorReceipt(batch_id, root, anchored, TxInfo.of(receipt))
+
+    def erase_call(
+        self, erasure: Erasure, record: merkle.AnchoredRecord, proof: Sequence[bytes], signature: bytes
+    ) -> ContractFunction:
+        return self.contract.functions.eraseBySig(
+            erasure.as_tuple(), record.as_tuple(), list(proof), signature
+        )
 
     def erase_by_sig(
         self,
@@ -372,8 +393,7 @@ class RecordRegistryClient(_ContractClient):
         proof: Sequence[bytes],
         signature: bytes,
     ) -> TxInfo:
-        fn = self.contract.functions.eraseBySig(erasure.as_tuple(), record.as_tuple(), list(proof), signature)
-        return TxInfo.of(self._transact(by, fn))
+        return TxInfo.of(self._transact(by, self.erase_call(erasure, record, proof, signature)))
 
     def enrollment_of(self, patient: str, custodian: str) -> bytes | None:
         value = bytes(self._call(self.contract.functions.enrollmentOf(patient, custodian)))
@@ -404,10 +424,15 @@ class RecordRegistryClient(_ContractClient):
 class AccessLogClient(_ContractClient):
     NAME = "AccessLog"
 
-    def log(self, by: Sender, entries: Sequence[Disclosure]) -> LogReceipt:
-        receipt = self._transact(by, self.contract.functions.log([e.as_tuple() for e in entries]))
+    def log_call(self, entries: Sequence[Disclosure]) -> ContractFunction:
+        return self.contract.functions.log([e.as_tuple() for e in entries])
+
+    def logged(self, receipt: TxReceipt) -> LogReceipt:
         args = self._events(receipt, "AccessBatchLogged")[0]["args"]
         return LogReceipt(int(args["batchId"]), int(args["count"]), TxInfo.of(receipt))
+
+    def log(self, by: Sender, entries: Sequence[Disclosure]) -> LogReceipt:
+        return self.logged(self._transact(by, self.log_call(entries)))
 
     def max_check_lag(self) -> int:
         return int(self._call(self.contract.functions.maxCheckLag()))

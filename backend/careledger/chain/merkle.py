@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from eth_abi.abi import encode
+from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 
@@ -24,6 +25,15 @@ class AnchoredRecord:
     category: int
     commitment: bytes
     supersedes: bytes
+
+    @classmethod
+    def of(
+        cls, batch_id: int, custodian: str, patient: str, category: int, commitment: bytes, supersedes: bytes
+    ) -> AnchoredRecord:
+        """A record as anchored, its id derived as the contract derives it."""
+        custodian, patient = to_checksum_address(custodian), to_checksum_address(patient)
+        record_id = record_id_of(custodian, patient, commitment)
+        return cls(batch_id, patient, custodian, record_id, category, commitment, supersedes)
 
     def leaf(self) -> bytes:
         return record_leaf(

@@ -8,13 +8,14 @@ depends on the node's pending-transaction bookkeeping.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractConstructor, ContractFunction
-from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
+from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound, Web3RPCError
 from web3.types import Nonce, TxParams, TxReceipt, Wei
 
 from careledger import errors
@@ -23,6 +24,13 @@ from careledger.chain.reverts import RevertDecoder
 GAS_HEADROOM = 1.2
 
 Call = ContractFunction | ContractConstructor
+
+
+@dataclass(frozen=True)
+class SignedTx:
+    raw: bytes
+    tx_hash: str  # 0x-prefixed
+    nonce: int
 
 
 class Sender:
@@ -57,13 +65,25 @@ class Sender:
 
     def send(self, contract: str, call: Call, *, gas: int | None = None) -> HexBytes:
         """Sign and send `call` without waiting; returns the transaction hash."""
+        signed = self.sign(contract, call, gas=gas)
+        self.broadcast(contract, signed)
+        return HexBytes(signed.tx_hash)
+
+    def sign(self, contract: str, call: Call, *, gas: int | None = None) -> SignedTx:
+        """Estimate (decoding a revert into a domain error), then sign with the next nonce.
+
+        The caller may persist the signed transaction before broadcasting it, so that a
+        crash in between is recovered by broadcasting the very same transaction again:
+        a signed transaction can be mined at most once.
+        """
         if gas is None:
             gas = int(self._estimate(contract, call) * GAS_HEADROOM)
         with self._lock:
             max_fee, tip = self._fees()
+            nonce = self._next_nonce()
             params: TxParams = {
                 "from": self.account.address,
-                "nonce": Nonce(self._next_nonce()),
+                "nonce": Nonce(nonce),
                 "gas": gas,
                 "chainId": self._chain(),
                 "maxFeePerGas": max_fee,
@@ -71,19 +91,41 @@ class Sender:
             }
             tx = call.build_transaction(params)
             signed = self.account.sign_transaction(dict(tx))  # type: ignore[arg-type]
-            try:
-                tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            except Web3RPCError as exc:
-                self._nonce = None  # resynchronise from the node on the next send
-                raise errors.TransactionFailed(
-                    f"{contract}: the node refused the transaction: {exc}"
-                ) from None
-            except (OSError, ConnectionError) as exc:
-                self._nonce = None
-                raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
-            assert self._nonce is not None
-            self._nonce += 1
-            return tx_hash
+            self._nonce = nonce + 1
+            return SignedTx(bytes(signed.raw_transaction), "0x" + bytes(signed.hash).hex(), nonce)
+
+    def broadcast(self, contract: str, signed: SignedTx) -> None:
+        """Hand a signed transaction to the node (again, after a crash: that is harmless)."""
+        try:
+            self.w3.eth.send_raw_transaction(signed.raw)
+        except Web3RPCError as exc:
+            if "already" in str(exc).lower():  # known to the node already
+                return
+            self._nonce = None  # resynchronise from the node on the next signature
+            raise errors.TransactionFailed(f"{contract}: the node refused the transaction: {exc}") from None
+        except (OSError, ConnectionError) as exc:
+            raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
+
+    def receipt(self, tx_hash: str) -> TxReceipt | None:
+        """The receipt of a mined transaction, None while it is not mined."""
+        try:
+            return self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
+        except TransactionNotFound:
+            return None
+        except (OSError, ConnectionError) as exc:
+            raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
+
+    def confirmed_nonce(self) -> int:
+        """How many of this key's transactions are mined."""
+        try:
+            return int(self.w3.eth.get_transaction_count(self.account.address, "latest"))
+        except (OSError, ConnectionError) as exc:
+            raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
+
+    def resync(self) -> None:
+        """Forget the local nonce; the next signature asks the node."""
+        with self._lock:
+            self._nonce = None
 
     def wait(self, contract: str, call: Call, tx_hash: HexBytes) -> TxReceipt:
         try:

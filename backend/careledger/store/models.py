@@ -81,6 +81,28 @@ class RecordRow(Base):
     erasure_tx: Mapped[str | None] = mapped_column(String(66))
 
 
+class ChainTxRow(Base):
+    """A transaction this gateway signed, stored before it is broadcast.
+
+    After a crash the same signed bytes are broadcast again, never a new transaction for
+    the same work, so every batch, relay and log entry reaches the chain at most once.
+    """
+
+    __tablename__ = "chain_txs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # anchor | log | job
+    sender: Mapped[str] = mapped_column(String(42))
+    nonce: Mapped[int] = mapped_column(BigInteger)
+    tx_hash: Mapped[str] = mapped_column(String(66), unique=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16))  # signed | mined | reverted | dropped
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    gas_used: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    mined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class AnchorBatchRow(Base):
     """A batch of records as anchored on chain (leaf order = records.leaf_index)."""
 
@@ -90,10 +112,30 @@ class AnchorBatchRow(Base):
     chain_batch_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     status: Mapped[str] = mapped_column(String(16))  # sending | anchored
     root: Mapped[bytes] = mapped_column(LargeBinary(32))
-    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    tx_id: Mapped[int | None] = mapped_column(ForeignKey("chain_txs.id"))
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     record_count: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ChainJobRow(Base):
+    """A patient-signed message to relay (enrollment, grant, revocation, erasure).
+
+    API workers queue jobs; the one process holding the sender lease sends them, in order.
+    """
+
+    __tablename__ = "chain_jobs"
+    __table_args__ = (Index("ix_chain_jobs_status", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # enroll | grant | revoke | erase
+    payload: Mapped[str] = mapped_column(Text)  # JSON: the signed message and its signature
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent | done | failed
+    tx_id: Mapped[int | None] = mapped_column(ForeignKey("chain_txs.id"))
+    result: Mapped[str | None] = mapped_column(Text)  # JSON
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class DisclosureRow(Base):
@@ -115,8 +157,7 @@ class DisclosureRow(Base):
     acting_user: Mapped[str | None] = mapped_column(String(256))
     reason: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))  # pending | sending | logged
-    tx_hash: Mapped[str | None] = mapped_column(String(66))
-    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    tx_id: Mapped[int | None] = mapped_column(ForeignKey("chain_txs.id"))
     reviewed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

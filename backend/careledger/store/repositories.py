@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from careledger.errors import NonceReused
 from careledger.store.models import (
     AnchorBatchRow,
+    ChainJobRow,
+    ChainTxRow,
     DisclosureRow,
     LeaseRow,
     NonceRow,
@@ -118,8 +120,8 @@ class Batches:
     def by_id(self, batch_id: int) -> AnchorBatchRow | None:
         return self.s.get(AnchorBatchRow, batch_id)
 
-    def sending(self) -> Sequence[AnchorBatchRow]:
-        return self.s.scalars(select(AnchorBatchRow).where(AnchorBatchRow.status == "sending")).all()
+    def by_tx(self, tx_id: int) -> AnchorBatchRow | None:
+        return self.s.scalar(select(AnchorBatchRow).where(AnchorBatchRow.tx_id == tx_id))
 
 
 class Disclosures:
@@ -139,8 +141,8 @@ class Disclosures:
             .limit(limit)
         ).all()
 
-    def by_tx(self, tx_hash: str) -> Sequence[DisclosureRow]:
-        return self.s.scalars(select(DisclosureRow).where(DisclosureRow.tx_hash == tx_hash)).all()
+    def by_tx(self, tx_id: int) -> Sequence[DisclosureRow]:
+        return self.s.scalars(select(DisclosureRow).where(DisclosureRow.tx_id == tx_id)).all()
 
     def sending(self) -> Sequence[DisclosureRow]:
         return self.s.scalars(select(DisclosureRow).where(DisclosureRow.status == "sending")).all()
@@ -163,6 +165,53 @@ class Disclosures:
     def count_by_status(self) -> dict[str, int]:
         rows = self.s.execute(select(DisclosureRow.status, func.count()).group_by(DisclosureRow.status)).all()
         return {status: int(count) for status, count in rows}
+
+
+class ChainTxs:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def add(self, row: ChainTxRow) -> ChainTxRow:
+        self.s.add(row)
+        self.s.flush()
+        return row
+
+    def by_id(self, tx_id: int) -> ChainTxRow | None:
+        return self.s.get(ChainTxRow, tx_id)
+
+    def unsettled(self, sender: str) -> Sequence[ChainTxRow]:
+        """Signed but not known to be mined, oldest first."""
+        return self.s.scalars(
+            select(ChainTxRow)
+            .where(ChainTxRow.sender == sender, ChainTxRow.status == "signed")
+            .order_by(ChainTxRow.nonce)
+        ).all()
+
+
+class ChainJobs:
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def add(self, row: ChainJobRow) -> ChainJobRow:
+        self.s.add(row)
+        self.s.flush()
+        return row
+
+    def by_id(self, job_id: int) -> ChainJobRow | None:
+        return self.s.get(ChainJobRow, job_id)
+
+    def next_pending(self) -> ChainJobRow | None:
+        return self.s.scalar(
+            select(ChainJobRow).where(ChainJobRow.status == "pending").order_by(ChainJobRow.id).limit(1)
+        )
+
+    def by_tx(self, tx_id: int) -> Sequence[ChainJobRow]:
+        return self.s.scalars(select(ChainJobRow).where(ChainJobRow.tx_id == tx_id)).all()
+
+    def count_pending(self) -> int:
+        return int(
+            self.s.scalar(select(func.count()).where(ChainJobRow.status.in_(("pending", "sent")))) or 0
+        )
 
 
 class Nonces:
