@@ -4,13 +4,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CARELEDGER_", extra="ignore")
 
+    # chain
     rpc_url: str = "http://127.0.0.1:8545"
     deployment_file: Path = Path(".careledger/deployment.json")
-    data_dir: Path = Path(".careledger")
     rpc_timeout_s: float = 10.0
+    data_dir: Path = Path(".careledger")
+
+    # this gateway: the custodian member it serves, where it answers, its keys and store
+    member_address: str = ""
+    endpoint: str = ""  # the URL registered in MemberRegistry, e.g. https://clinic-a.example.org
+    database_url: str = "sqlite:///.careledger/gateway.db"
+    kek_file: Path = Path(".careledger/kek.hex")
+    relayer_key_file: Path = Path(".careledger/relayer.key")
+
+    # the relayer (the one process that sends this gateway's transactions)
+    relayer_enabled: bool = True
+    lease_ttl_s: float = 10.0
+    anchor_batch_max: int = Field(default=200, ge=1, le=1000)
+    anchor_batch_max_age_s: float = 0.5
+    log_batch_max: int = Field(default=200, ge=1, le=500)
+    log_batch_max_age_s: float = 0.2
+
+    # access
+    consent_check_max_age_blocks: int = 2
+    break_glass_per_hour: int = 5
+    max_body_bytes: int = 5 * 1024 * 1024
+    max_json_depth: int = 64

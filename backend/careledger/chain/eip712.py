@@ -7,7 +7,7 @@ checks every digest against the contract's own `*Digest` view on a real chain.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -50,6 +50,23 @@ class TypedMessage:
     def message(self) -> dict[str, Any]:
         values = asdict(self)  # type: ignore[call-overload]
         return {name: values[_snake(name)] for _, name in self.FIELDS}
+
+    def to_json(self) -> dict[str, Any]:
+        """Fields by Python name, bytes as hex: what a relay job stores."""
+        out: dict[str, Any] = {}
+        for _, name in self.FIELDS:
+            value = getattr(self, _snake(name))
+            out[_snake(name)] = value.hex() if isinstance(value, bytes) else value
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        """Inverse of to_json; bytes32 fields come back from hex."""
+        kwargs = {
+            _snake(name): bytes.fromhex(data[_snake(name)]) if kind == "bytes32" else data[_snake(name)]
+            for kind, name in cls.FIELDS
+        }
+        return cls(**kwargs)
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The struct as a contract call takes it, fields in struct order."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,9 @@ class Patients:
 class Records:
     def __init__(self, session: Session) -> None:
         self.s = session
+
+    def by_id(self, row_id: int) -> RecordRow | None:
+        return self.s.get(RecordRow, row_id)
 
     def by_record_id(self, record_id: bytes) -> RecordRow | None:
         return self.s.scalar(select(RecordRow).where(RecordRow.record_id == record_id))
@@ -141,6 +144,9 @@ class Disclosures:
             .limit(limit)
         ).all()
 
+    def by_ids(self, ids: Sequence[int]) -> Sequence[DisclosureRow]:
+        return self.s.scalars(select(DisclosureRow).where(DisclosureRow.id.in_(ids))).all()
+
     def by_tx(self, tx_id: int) -> Sequence[DisclosureRow]:
         return self.s.scalars(select(DisclosureRow).where(DisclosureRow.tx_id == tx_id)).all()
 
@@ -200,9 +206,11 @@ class ChainJobs:
     def by_id(self, job_id: int) -> ChainJobRow | None:
         return self.s.get(ChainJobRow, job_id)
 
-    def next_pending(self) -> ChainJobRow | None:
+    def next_pending(self, priority: Sequence[str]) -> ChainJobRow | None:
+        """The oldest pending job of the first kind in `priority` that has one."""
+        rank = case({kind: i for i, kind in enumerate(priority)}, value=ChainJobRow.kind, else_=len(priority))
         return self.s.scalar(
-            select(ChainJobRow).where(ChainJobRow.status == "pending").order_by(ChainJobRow.id).limit(1)
+            select(ChainJobRow).where(ChainJobRow.status == "pending").order_by(rank, ChainJobRow.id).limit(1)
         )
 
     def by_tx(self, tx_id: int) -> Sequence[ChainJobRow]:

@@ -1,0 +1,1 @@
+"""Use cases: ingest, consent, access, erasure, accounting."""

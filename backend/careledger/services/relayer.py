@@ -1,0 +1,393 @@
+"""The relayer: the one process that sends a gateway's transactions.
+
+Each step it (1) settles the transaction it signed last — finished, or broadcast again
+after a crash — (2) relays the next patient-signed job, revocations first, (3) anchors
+pending records once enough are waiting or the oldest has waited long enough, and (4) logs
+pending disclosures the same way. A transaction is stored before it is broadcast, so a
+crash anywhere loses nothing and sends nothing twice. A database lease makes sure that
+one process does this, however many API workers run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+from web3.types import TxReceipt
+
+from careledger import errors
+from careledger.chain import merkle
+from careledger.chain.clients import Disclosure, Ledger, RecordEntry
+from careledger.chain.eip712 import Enrollment, Erasure, Grant, Revocation
+from careledger.chain.sender import Call, Sender, SignedTx
+from careledger.config import Settings
+from careledger.store.db import Database
+from careledger.store.models import AnchorBatchRow, ChainTxRow, DisclosureRow
+from careledger.store.repositories import Batches, ChainJobs, ChainTxs, Disclosures, Leases, Patients, Records
+
+log = logging.getLogger("careledger.relayer")
+LEASE = "relayer"
+# Revocations first: a patient's "stop" never waits behind anything else.
+JOB_PRIORITY = ("revoke", "erase", "grant", "enroll")
+
+
+@dataclass
+class RelayerStats:
+    """What /metrics shows about the relayer."""
+
+    holds_lease: bool = False
+    txs_sent: int = 0
+    records_anchored: int = 0
+    disclosures_logged: int = 0
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    last_error: str | None = None
+
+
+class Relayer:
+    def __init__(
+        self,
+        db: Database,
+        ledger: Ledger,
+        sender: Sender,
+        custodian: str,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        holder: str | None = None,
+    ) -> None:
+        self.db = db
+        self.ledger = ledger
+        self.sender = sender
+        self.custodian = custodian
+        self.settings = settings
+        self.clock = clock
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.stats = RelayerStats()
+        self._retry_after = 0.0
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self, stop: threading.Event, idle: float = 0.05) -> None:
+        """Work until `stop` is set; errors are logged and retried after a pause."""
+        while not stop.is_set():
+            worked = False
+            try:
+                worked = self.step()
+            except errors.CareLedgerError as exc:
+                self._backoff(exc)
+            if not worked:
+                stop.wait(idle)
+        self.release()
+
+    def step(self) -> bool:
+        """One round of work; True if anything was done."""
+        if self.clock() < self._retry_after or not self._hold_lease():
+            return False
+        if self._settle():
+            return True  # a transaction is still in flight: wait for it
+        return self._next_job() or self._anchor_due() or self._log_due()
+
+    def drain(self, timeout: float = 30.0) -> None:
+        """Step until nothing is left to do (for tests and orderly shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.step() and not self._busy():
+                return
+        raise errors.TransactionFailed("relayer did not drain in time")
+
+    def release(self) -> None:
+        if self.stats.holds_lease:
+            with self.db.session() as s:
+                Leases(s).release(LEASE, self.holder)
+            self.stats.holds_lease = False
+
+    def _busy(self) -> bool:
+        with self.db.session() as s:
+            return bool(
+                Records(s).pending(1)
+                or Disclosures(s).pending(1)
+                or ChainJobs(s).count_pending()
+                or ChainTxs(s).unsettled(self.sender.address)
+            )
+
+    def _backoff(self, exc: errors.CareLedgerError) -> None:
+        self.stats.last_error = str(exc)
+        self._retry_after = self.clock() + 1.0
+        log.warning("relayer: %s", exc)
+
+    def _hold_lease(self) -> bool:
+        now_ms = int(self.clock() * 1000)
+        with self.db.session() as s:
+            held = Leases(s).acquire(LEASE, self.holder, now_ms, int(self.settings.lease_ttl_s * 1000))
+        if held and not self.stats.holds_lease:
+            self.sender.resync()  # another process may have sent since we last held it
+        self.stats.holds_lease = held
+        return held
+
+    # ------------------------------------------------------------------ transactions
+
+    def _store_and_broadcast(
+        self, purpose: str, signed: SignedTx, attach: Callable[[Session, int], None]
+    ) -> None:
+        """Persist the signed transaction with the work it carries, then broadcast it."""
+        try:
+            with self.db.session() as s:
+                tx = ChainTxs(s).add(
+                    ChainTxRow(
+                        purpose=purpose,
+                        sender=self.sender.address,
+                        nonce=signed.nonce,
+                        tx_hash=signed.tx_hash,
+                        raw=signed.raw,
+                        status="signed",
+                        created_at=_now(self.clock),
+                    )
+                )
+                attach(s, tx.id)
+        except BaseException:
+            self.sender.resync()  # the nonce was not used after all
+            raise
+        self.stats.txs_sent += 1
+        self.sender.broadcast(purpose, signed)
+
+    def _settle(self) -> bool:
+        """Finish unsettled transactions in nonce order; True while one is still in flight."""
+        with self.db.session() as s:
+            unsettled = [
+                (t.id, t.purpose, t.tx_hash, t.raw, t.nonce)
+                for t in ChainTxs(s).unsettled(self.sender.address)
+            ]
+        for tx_id, purpose, tx_hash, raw, nonce in unsettled:
+            receipt = self.sender.receipt(tx_hash)
+            if receipt is None:
+                if self.sender.confirmed_nonce() > nonce:
+                    self._finish(tx_id, None, "dropped")
+                    self.sender.resync()
+                    continue
+                self.sender.broadcast(purpose, SignedTx(raw, tx_hash, nonce))
+                return True
+            self._finish(tx_id, receipt, "mined" if receipt["status"] == 1 else "reverted")
+        return False
+
+    def _finish(self, tx_id: int, receipt: TxReceipt | None, status: str) -> None:
+        """Record how a transaction ended and settle the work it carried."""
+        ok = status == "mined"
+        with self.db.session() as s:
+            tx = ChainTxs(s).by_id(tx_id)
+            assert tx is not None
+            tx.status = status
+            if receipt is not None:
+                tx.block_number, tx.gas_used = int(receipt["blockNumber"]), int(receipt["gasUsed"])
+                tx.mined_at = _now(self.clock)
+            if tx.purpose == "anchor":
+                self._settle_anchor(s, tx, receipt if ok else None)
+            elif tx.purpose == "log":
+                self._settle_log(s, tx, ok)
+            else:
+                self._settle_jobs(s, tx, receipt if ok else None)
+
+    # ------------------------------------------------------------------ relay jobs
+
+    def _next_job(self) -> bool:
+        with self.db.session() as s:
+            job = ChainJobs(s).next_pending(JOB_PRIORITY)
+            if job is None:
+                return False
+            job_id, kind, payload = job.id, job.kind, json.loads(job.payload)
+        try:
+            contract, call = self._job_call(kind, payload)
+            signed = self.sender.sign(contract, call)
+        except errors.ContractReverted as exc:
+            with self.db.session() as s:
+                failed = ChainJobs(s).by_id(job_id)
+                assert failed is not None
+                failed.status, failed.error, failed.done_at = "failed", str(exc), _now(self.clock)
+            self.stats.jobs_failed += 1
+            return True
+
+        def attach(s: Session, tx_id: int) -> None:
+            row = ChainJobs(s).by_id(job_id)
+            assert row is not None
+            row.status, row.tx_id = "sent", tx_id
+
+        self._store_and_broadcast("job", signed, attach)
+        return True
+
+    def _job_call(self, kind: str, p: dict[str, Any]) -> tuple[str, Call]:
+        sig = bytes.fromhex(p["signature"])
+        m = p["message"]
+        if kind == "grant":
+            return "ConsentRegistry", self.ledger.consents.grant_call(Grant.from_json(m), sig)
+        if kind == "revoke":
+            call = self.ledger.consents.revoke_call(Revocation.from_json(m), p["grantee"], p["index"], sig)
+            return "ConsentRegistry", call
+        if kind == "enroll":
+            return "RecordRegistry", self.ledger.records.enroll_call(Enrollment.from_json(m), sig)
+        if kind == "erase":
+            r = p["record"]
+            record = merkle.AnchoredRecord.of(
+                r["batch_id"],
+                r["custodian"],
+                r["patient"],
+                r["category"],
+                bytes.fromhex(r["commitment"]),
+                bytes.fromhex(r["supersedes"]),
+            )
+            proof = [bytes.fromhex(x) for x in p["proof"]]
+            return "RecordRegistry", self.ledger.records.erase_call(Erasure.from_json(m), record, proof, sig)
+        raise errors.ConfigurationError(f"unknown relay job kind {kind}")
+
+    def _settle_jobs(self, s: Session, tx: ChainTxRow, receipt: TxReceipt | None) -> None:
+        for job in ChainJobs(s).by_tx(tx.id):
+            job.done_at = _now(self.clock)
+            if receipt is None:
+                job.status, job.error = "failed", f"transaction {tx.tx_hash} {tx.status}"
+                self.stats.jobs_failed += 1
+                continue
+            result: dict[str, Any] = {"txHash": tx.tx_hash, "blockNumber": tx.block_number}
+            if job.kind == "grant":
+                granted = self.ledger.consents.granted(receipt)
+                result |= {"consentId": "0x" + granted.consent_id.hex(), "index": granted.index}
+            job.status, job.result = "done", json.dumps(result)
+            self.stats.jobs_done += 1
+            if job.kind == "enroll":
+                patient = Patients(s).by_address(json.loads(job.payload)["message"]["patient"])
+                if patient is not None:
+                    patient.status, patient.tx_hash, patient.block_number = (
+                        "enrolled",
+                        tx.tx_hash,
+                        tx.block_number,
+                    )
+
+    # ------------------------------------------------------------------ anchoring
+
+    def _due(self, oldest: datetime | None, count: int, cap: int, max_age_s: float) -> bool:
+        if oldest is None:
+            return False
+        return count >= cap or _now(self.clock) - _aware(oldest) >= timedelta(seconds=max_age_s)
+
+    def _anchor_due(self) -> bool:
+        cap = self.settings.anchor_batch_max
+        with self.db.session() as s:
+            records = Records(s)
+            pending = list(records.pending(cap))
+            if not self._due(
+                records.oldest_pending_created_at(), len(pending), cap, self.settings.anchor_batch_max_age_s
+            ):
+                return False
+            # Leaf order is the contract's: grouped by patient, first seen first.
+            groups: dict[str, list[tuple[int, RecordEntry]]] = {}
+            for row in pending:
+                patient = Patients(s).by_id(row.patient_id)
+                assert patient is not None
+                entry = RecordEntry(
+                    patient.address, row.category, row.commitment, row.supersedes or bytes(32)
+                )
+                groups.setdefault(patient.address.lower(), []).append((row.id, entry))
+        ordered = [item for group in groups.values() for item in group]
+        entries = [entry for _, entry in ordered]
+        leaves = [
+            merkle.AnchoredRecord.of(
+                0, self.custodian, e.patient, e.category, e.commitment, e.supersedes
+            ).leaf()
+            for e in entries
+        ]
+        signed = self.sender.sign("RecordRegistry", self.ledger.records.anchor_call(entries))
+
+        def attach(s: Session, tx_id: int) -> None:
+            batch = Batches(s).add(
+                AnchorBatchRow(
+                    status="sending",
+                    root=merkle.root(leaves),
+                    tx_id=tx_id,
+                    record_count=len(ordered),
+                    created_at=_now(self.clock),
+                )
+            )
+            for index, (row_id, _) in enumerate(ordered):
+                row = Records(s).by_id(row_id)
+                assert row is not None
+                row.batch_id, row.leaf_index = batch.id, index
+
+        self._store_and_broadcast("anchor", signed, attach)
+        return True
+
+    def _settle_anchor(self, s: Session, tx: ChainTxRow, receipt: TxReceipt | None) -> None:
+        batch = Batches(s).by_tx(tx.id)
+        if batch is None:
+            return
+        rows = Records(s).in_batch(batch.id)
+        if receipt is None:  # reverted or dropped: the records wait for the next batch
+            batch.status = tx.status
+            for row in rows:
+                row.batch_id, row.leaf_index = None, None
+            return
+        chain_batch_id, root = self.ledger.records.anchored_batch(receipt)
+        if root != batch.root:
+            raise errors.ChainError(f"batch {batch.id}: the chain's root differs from the local tree")
+        batch.status, batch.chain_batch_id, batch.block_number = "anchored", chain_batch_id, tx.block_number
+        for row in rows:
+            if row.status == "pending":
+                row.status, row.anchored_at = "anchored", _now(self.clock)
+        self.stats.records_anchored += len(rows)
+
+    # ------------------------------------------------------------------ access log
+
+    def _log_due(self) -> bool:
+        cap = self.settings.log_batch_max
+        with self.db.session() as s:
+            pending = list(Disclosures(s).pending(cap))
+            oldest = min((d.created_at for d in pending), default=None)
+            if not self._due(oldest, len(pending), cap, self.settings.log_batch_max_age_s):
+                return False
+            ids = [d.id for d in pending]
+            entries = [_disclosure(d) for d in pending]
+        signed = self.sender.sign("AccessLog", self.ledger.access.log_call(entries))
+
+        def attach(s: Session, tx_id: int) -> None:
+            for row in Disclosures(s).by_ids(ids):
+                row.status, row.tx_id = "sending", tx_id
+
+        self._store_and_broadcast("log", signed, attach)
+        return True
+
+    def _settle_log(self, s: Session, tx: ChainTxRow, ok: bool) -> None:
+        rows = Disclosures(s).by_tx(tx.id)
+        for row in rows:
+            row.status = "logged" if ok else "pending"
+            if not ok:
+                row.tx_id = None
+        if ok:
+            self.stats.disclosures_logged += len(rows)
+
+
+def _disclosure(row: DisclosureRow) -> Disclosure:
+    return Disclosure(
+        record_id=row.record_id,
+        requester=row.requester,
+        purpose=row.purpose,
+        break_glass=row.break_glass,
+        checked_block=row.checked_block,
+        basis=row.basis,
+        request_hash=row.request_hash,
+        signature=row.signature,
+    )
+
+
+def _now(clock: Callable[[], float]) -> datetime:
+    return datetime.fromtimestamp(clock(), UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive; they were stored in UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
