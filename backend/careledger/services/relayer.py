@@ -251,7 +251,10 @@ class Relayer:
         for job in ChainJobs(s).by_tx(tx.id):
             job.done_at = _now(self.clock)
             if receipt is None:
-                job.status, job.error = "failed", f"transaction {tx.tx_hash} {tx.status}"
+                job.status, job.error = (
+                    "failed",
+                    f"transaction {tx.tx_hash} {tx.status}{self._why(job.kind, job.payload)}",
+                )
                 self.stats.jobs_failed += 1
                 continue
             result: dict[str, Any] = {"txHash": tx.tx_hash, "blockNumber": tx.block_number}
@@ -268,6 +271,17 @@ class Relayer:
                         tx.tx_hash,
                         tx.block_number,
                     )
+
+    def _why(self, kind: str, payload: str) -> str:
+        """Best effort: what the contract says now when the job is replayed (the state moved on,
+        so this is a hint, e.g. a deadline that passed between estimate and mining)."""
+        contract, call = self._job_call(kind, json.loads(payload))
+        try:
+            call.estimate_gas({"from": self.sender.address})
+        except Exception as exc:  # noqa: BLE001 - any refusal is the hint we want
+            decoded = self.ledger.decoder.decode(contract, _revert_bytes(exc))
+            return f"; replayed now: {decoded}"
+        return ""
 
     # ------------------------------------------------------------------ anchoring
 
@@ -369,6 +383,13 @@ class Relayer:
                 row.tx_id = None
         if ok:
             self.stats.disclosures_logged += len(rows)
+
+
+def _revert_bytes(exc: Exception) -> bytes:
+    data = getattr(exc, "data", None)
+    if isinstance(data, str) and data.startswith("0x"):
+        return bytes.fromhex(data[2:])
+    return b""
 
 
 def _disclosure(row: DisclosureRow) -> Disclosure:

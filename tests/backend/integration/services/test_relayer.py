@@ -138,7 +138,7 @@ def test_failed_relay_job_reports_the_contract_error(cluster: Cluster, database_
     db = Database(database_url)
     relayer = _relayer(cluster, db)
     patient = Account.create()
-    grant = Grant(patient.address, cluster.insurer.address, 1024, 4, 0, FAR - 1, 1, int(time.time()) - 1)
+    grant = Grant(patient.address, cluster.insurer.address, 1024, 4, 0, FAR - 1, 1, int(time.time()) - 3600)
     payload = {
         "message": grant.to_json(),
         "signature": grant.sign(patient.key, cluster.ledger.consent_domain).hex(),
@@ -156,7 +156,7 @@ def test_failed_relay_job_reports_the_contract_error(cluster: Cluster, database_
     relayer.drain()
     with db.session() as s:
         job = ChainJobs(s).by_id(job_id)
-        assert job is not None and job.status == "failed"
+        assert job is not None and job.status == "failed", (job.status, job.error, job.result)
         assert "ConsentRegistryExpiredSignature" in (job.error or "")
     db.dispose()
 
