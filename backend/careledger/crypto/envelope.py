@@ -8,6 +8,7 @@ Randomness is a parameter so that tests are deterministic.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,9 +71,19 @@ class Sealed:
     key_id: str
 
 
-def record_aad(record_id: bytes, version: int) -> bytes:
-    """Associated data that binds a ciphertext to one record version."""
-    return b"careledger-record\x00" + record_id + version.to_bytes(8, "big")
+def record_aad(record_key: bytes, version: int) -> bytes:
+    """Associated data that binds a ciphertext to one version of one record.
+
+    `record_key` names the record logically (custodian, patient, resource type and id):
+    the on-chain record id cannot serve, as it derives from the commitment, which derives
+    from the ciphertext.
+    """
+    return (
+        b"careledger-record\x00"
+        + len(record_key).to_bytes(2, "big")
+        + record_key
+        + version.to_bytes(8, "big")
+    )
 
 
 def seal(
@@ -95,3 +106,65 @@ def open_(sealed: Sealed, aad: bytes, kek: KeyEncryptionKey) -> bytes:
 def rewrap(wrapped_key: bytes, aad: bytes, old: KeyEncryptionKey, new: KeyEncryptionKey) -> bytes:
     """Key rotation: the same data key under a new KEK; the ciphertext is untouched."""
     return new.wrap(old.unwrap(wrapped_key, aad), aad)
+
+
+@dataclass(frozen=True)
+class SealedRecord:
+    """A record sealed for storage: its content, and its salt and plaintext digest (`meta`),
+    each under the record's own data key, which the KEK wraps."""
+
+    ciphertext: bytes
+    sealed_meta: bytes
+    wrapped_key: bytes
+    key_id: str
+
+
+@dataclass(frozen=True)
+class OpenedMeta:
+    salt: bytes
+    plaintext_sha256: bytes
+
+
+_META = b"\x00careledger-meta"
+
+
+def seal_record(
+    plaintext: bytes,
+    salt: bytes,
+    aad: bytes,
+    kek: KeyEncryptionKey,
+    *,
+    random_bytes: RandomBytes = os.urandom,
+) -> SealedRecord:
+    """Seal a record's content and its commitment secrets (salt, sha256 of the plaintext)."""
+    data_key = random_bytes(KEY_BYTES)
+    aead = AESGCM(data_key)
+    nonce, meta_nonce = random_bytes(NONCE_BYTES), random_bytes(NONCE_BYTES)
+    ciphertext = nonce + aead.encrypt(nonce, plaintext, aad)
+    meta = meta_nonce + aead.encrypt(meta_nonce, salt + hashlib.sha256(plaintext).digest(), aad + _META)
+    return SealedRecord(ciphertext, meta, kek.wrap(data_key, aad), kek.key_id)
+
+
+def open_record(sealed: SealedRecord, aad: bytes, kek: KeyEncryptionKey) -> tuple[bytes, OpenedMeta]:
+    """The plaintext and commitment secrets of a sealed record."""
+    data_key = kek.unwrap(sealed.wrapped_key, aad)
+    return _open(data_key, sealed.ciphertext, aad), _meta(data_key, sealed.sealed_meta, aad)
+
+
+def open_meta(sealed_meta: bytes, wrapped_key: bytes, aad: bytes, kek: KeyEncryptionKey) -> OpenedMeta:
+    """Only the salt and plaintext digest: what an auditor is handed, never the plaintext."""
+    return _meta(kek.unwrap(wrapped_key, aad), sealed_meta, aad)
+
+
+def _open(data_key: bytes, blob: bytes, aad: bytes) -> bytes:
+    try:
+        return AESGCM(data_key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
+    except (InvalidTag, ValueError):
+        raise DecryptionFailed("cannot open") from None
+
+
+def _meta(data_key: bytes, sealed_meta: bytes, aad: bytes) -> OpenedMeta:
+    raw = _open(data_key, sealed_meta, aad + _META)
+    if len(raw) != 64:
+        raise DecryptionFailed("cannot open")
+    return OpenedMeta(raw[:32], raw[32:])

@@ -6,7 +6,18 @@ from pathlib import Path
 import pytest
 
 from careledger.crypto.commitments import check_ciphertext, check_plaintext, commit, sha256
-from careledger.crypto.envelope import AesGcmKek, Sealed, open_, record_aad, rewrap, seal
+from careledger.crypto.envelope import (
+    AesGcmKek,
+    Sealed,
+    SealedRecord,
+    open_,
+    open_meta,
+    open_record,
+    record_aad,
+    rewrap,
+    seal,
+    seal_record,
+)
 from careledger.crypto.keyfile import create_key_file, load_key_file
 from careledger.errors import DecryptionFailed, KeyFileError
 
@@ -80,3 +91,18 @@ def test_key_file_round_trip_and_refusals(tmp_path: Path) -> None:
         load_key_file(tmp_path / "short.hex")
     with pytest.raises(KeyFileError, match="cannot read"):
         load_key_file(tmp_path / "absent.hex")
+
+
+def test_sealed_record_opens_with_its_commitment_secrets() -> None:
+    kek = AesGcmKek(b"\x09" * 32, "k")
+    aad = record_aad(b"Patient/p1|Observation/o1", 2)
+    sealed = seal_record(b'{"resourceType":"Observation"}', b"\x05" * 32, aad, kek)
+    plaintext, meta = open_record(sealed, aad, kek)
+    assert plaintext == b'{"resourceType":"Observation"}'
+    assert meta.salt == b"\x05" * 32 and meta.plaintext_sha256 == sha256(plaintext)
+    assert open_meta(sealed.sealed_meta, sealed.wrapped_key, aad, kek) == meta
+    with pytest.raises(DecryptionFailed):
+        open_meta(sealed.sealed_meta, sealed.wrapped_key, record_aad(b"Patient/p1|Observation/o1", 3), kek)
+    # The meta blob cannot be passed off as the record's content, nor the reverse.
+    with pytest.raises(DecryptionFailed):
+        open_record(SealedRecord(sealed.sealed_meta, sealed.ciphertext, sealed.wrapped_key, "k"), aad, kek)
