@@ -156,3 +156,52 @@ class KeyFileError(ConfigurationError):
 
 class StoreUnavailable(CareLedgerError):
     """The database could not be reached; the operation changed nothing."""
+
+
+class StoreConflict(CareLedgerError):
+    """A concurrent change won a race (a unique constraint); retrying sees its result."""
+
+
+class InvalidRequest(CareLedgerError):
+    """The request is well-formed HTTP but asks for something invalid."""
+
+
+class NotFound(CareLedgerError):
+    """No such record, patient, consent or job here."""
+
+
+class Gone(CareLedgerError):
+    """The record was erased at its patient's request."""
+
+
+class Forbidden(CareLedgerError):
+    """The signer is known but not allowed this (not a member, no consent, wrong role)."""
+
+
+class RateLimited(Forbidden):
+    """Too many break-glass reads by this member in the current window."""
+
+
+class Conflict(CareLedgerError):
+    """The request conflicts with the state (not enrolled, already enrolled, erased, on hold)."""
+
+
+class RetentionHold(Conflict):
+    """A legal retention hold refuses the erasure; the message gives its basis."""
+
+
+class VerificationFailed(CareLedgerError):
+    """What a gateway answered does not match what the chain holds."""
+
+
+class GatewayRefused(CareLedgerError):
+    """A gateway answered with an error status; the message carries its reason."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(f"gateway answered {status}: {detail}")
+
+
+class GatewayUnavailable(CareLedgerError):
+    """A gateway did not answer."""

@@ -67,6 +67,21 @@ class StoredConsent:
 
 
 @dataclass(frozen=True)
+class ConsentEvent:
+    kind: str  # granted | revoked
+    consent_id: bytes
+    patient: str
+    grantee: str
+    index: int
+    categories: int
+    purposes: int
+    valid_from: int
+    valid_until: int
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
 class TxInfo:
     tx_hash: str
     block_number: int
@@ -178,9 +193,9 @@ class _ContractClient:
             address=Web3.to_checksum_address(info.address), abi=info.abi
         )
 
-    def _call(self, fn: ContractFunction) -> Any:
+    def _call(self, fn: ContractFunction, block: int | None = None) -> Any:
         try:
-            return fn.call()
+            return fn.call() if block is None else fn.call(block_identifier=block)
         except ContractLogicError as exc:
             raise self.ledger.decoder.decode(self.NAME, _revert_data(exc)) from None
         except (OSError, ConnectionError) as exc:
@@ -191,6 +206,16 @@ class _ContractClient:
 
     def _events(self, receipt: TxReceipt, event: str) -> list[Any]:
         return list(self.contract.events[event]().process_receipt(receipt, errors=DISCARD))
+
+    def _logs(self, event: str, filters: dict[str, Any]) -> list[Any]:
+        try:
+            return list(
+                self.contract.events[event]().get_logs(
+                    from_block=self.ledger.deployment.deployment_block, argument_filters=filters
+                )
+            )
+        except (OSError, ConnectionError) as exc:
+            raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
 
 
 # --------------------------------------------------------------------------- MemberRegistry
@@ -308,11 +333,12 @@ class ConsentRegistryClient(_ContractClient):
     ) -> TxInfo:
         return TxInfo.of(self._transact(by, self.revoke_call(revocation, grantee, index, signature)))
 
-    def is_permitted(self, patient: str, grantee: str, category: int, purpose: int) -> bytes | None:
-        """The id of a consent that permits this now, or None."""
-        permitted, consent_id = self._call(
-            self.contract.functions.isPermitted(patient, grantee, category, purpose)
-        )
+    def is_permitted(
+        self, patient: str, grantee: str, category: int, purpose: int, *, block: int | None = None
+    ) -> bytes | None:
+        """The id of a consent that permits this (at `block`, else now), or None."""
+        fn = self.contract.functions.isPermitted(patient, grantee, category, purpose)
+        permitted, consent_id = self._call(fn, block)
         return bytes(consent_id) if permitted else None
 
     def get_consent(self, patient: str, grantee: str, index: int) -> StoredConsent:
@@ -333,6 +359,30 @@ class ConsentRegistryClient(_ContractClient):
 
     def nonce_used(self, owner: str, nonce: int) -> bool:
         return bool(self._call(self.contract.functions.nonceUsed(owner, nonce)))
+
+    def history(self, patient: str) -> list[ConsentEvent]:
+        """Every grant and revocation of `patient`, in chain order."""
+        filters = {"patient": Web3.to_checksum_address(patient)}
+        events: list[ConsentEvent] = []
+        for name in ("ConsentGranted", "ConsentRevoked"):
+            for e in self._logs(name, filters):
+                a = e["args"]
+                events.append(
+                    ConsentEvent(
+                        kind="granted" if name == "ConsentGranted" else "revoked",
+                        consent_id=bytes(a["consentId"]),
+                        patient=a["patient"],
+                        grantee=a["grantee"],
+                        index=int(a.get("index", -1)),
+                        categories=int(a.get("categories", 0)),
+                        purposes=int(a.get("purposes", 0)),
+                        valid_from=int(a.get("validFrom", 0)),
+                        valid_until=int(a.get("validUntil", 0)),
+                        block_number=int(e["blockNumber"]),
+                        tx_hash=e["transactionHash"].to_0x_hex(),
+                    )
+                )
+        return sorted(events, key=lambda ev: ev.block_number)
 
 
 # --------------------------------------------------------------------------- RecordRegistry
@@ -394,6 +444,22 @@ class RecordRegistryClient(_ContractClient):
         signature: bytes,
     ) -> TxInfo:
         return TxInfo.of(self._transact(by, self.erase_call(erasure, record, proof, signature)))
+
+    def anchored(self, record_id: bytes) -> merkle.AnchoredRecord | None:
+        """A record as its RecordAnchored event tells it (batch id unknown here: -1), or None."""
+        logs = self._logs("RecordAnchored", {"recordId": record_id})
+        if not logs:
+            return None
+        a = logs[0]["args"]
+        return merkle.AnchoredRecord(
+            -1,
+            a["patient"],
+            a["custodian"],
+            bytes(a["recordId"]),
+            int(a["category"]),
+            bytes(a["commitment"]),
+            bytes(a["supersedes"]),
+        )
 
     def enrollment_of(self, patient: str, custodian: str) -> bytes | None:
         value = bytes(self._call(self.contract.functions.enrollmentOf(patient, custodian)))
@@ -491,3 +557,29 @@ def connect(rpc_url: str, *, timeout: float = 10.0) -> Web3:
     except (OSError, ConnectionError) as exc:
         raise errors.ChainUnavailable(f"no JSON-RPC answer from {rpc_url}: {exc}") from None
     return w3
+
+
+ERC1271_MAGIC = bytes.fromhex("1626ba7e")
+_ERC1271_ABI = [
+    {
+        "type": "function",
+        "name": "isValidSignature",
+        "stateMutability": "view",
+        "inputs": [{"name": "hash", "type": "bytes32"}, {"name": "signature", "type": "bytes"}],
+        "outputs": [{"name": "magicValue", "type": "bytes4"}],
+    }
+]
+
+
+def erc1271_valid(w3: Web3, account: str, digest: bytes, signature: bytes) -> bool:
+    """Whether contract `account` accepts `signature` over `digest` (ERC-1271); False for EOAs."""
+    address = Web3.to_checksum_address(account)
+    try:
+        if len(w3.eth.get_code(address)) == 0:
+            return False
+        wallet = w3.eth.contract(address=address, abi=_ERC1271_ABI)
+        return bytes(wallet.functions.isValidSignature(digest, signature).call()) == ERC1271_MAGIC
+    except ContractLogicError:
+        return False
+    except (OSError, ConnectionError) as exc:
+        raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None

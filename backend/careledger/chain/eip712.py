@@ -48,8 +48,9 @@ class TypedMessage:
         return keccak(text=cls.type_string())
 
     def message(self) -> dict[str, Any]:
+        """The EIP-712 message, JSON-ready (bytes as 0x hex, which EIP-712 encoders accept)."""
         values = asdict(self)  # type: ignore[call-overload]
-        return {name: values[_snake(name)] for _, name in self.FIELDS}
+        return {name: _jsonable(values[_snake(name)]) for _, name in self.FIELDS}
 
     def to_json(self) -> dict[str, Any]:
         """Fields by Python name, bytes as hex: what a relay job stores."""
@@ -166,6 +167,10 @@ class Erasure(TypedMessage):
     record_id: bytes
     nonce: int
     deadline: int
+
+
+def _jsonable(value: Any) -> Any:
+    return "0x" + value.hex() if isinstance(value, bytes) else value
 
 
 def _snake(name: str) -> str:

@@ -24,6 +24,7 @@ from careledger.chain.reverts import RevertDecoder
 GAS_HEADROOM = 1.2
 
 Call = ContractFunction | ContractConstructor
+Receipt = TxReceipt  # what other layers name a receipt, without importing web3
 
 
 @dataclass(frozen=True)

@@ -3,43 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import signal
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from careledger.chain.devnet import COUNCIL_INDEXES, COUNCIL_THRESHOLD, DEPLOYER_INDEX, start_devnet
+from careledger.cli.gateway import app as gateway_app
+from careledger.cli.output import console, friendly
 from careledger.config import Settings
-from careledger.errors import CareLedgerError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CareLedger command line.")
 chain_app = typer.Typer(no_args_is_help=True, help="Local chain and contract deployment.")
 app.add_typer(chain_app, name="chain")
-
-console = Console()
-err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly(fn: F) -> F:
-    """Turn CareLedger errors into one line on stderr and exit code 1; never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except CareLedgerError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
+app.add_typer(gateway_app, name="gateway")
 
 
 @chain_app.command("up")

@@ -21,16 +21,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session
-from web3.types import TxReceipt
-
 from careledger import errors
 from careledger.chain import merkle
 from careledger.chain.clients import Disclosure, Ledger, RecordEntry
 from careledger.chain.eip712 import Enrollment, Erasure, Grant, Revocation
-from careledger.chain.sender import Call, Sender, SignedTx
+from careledger.chain.sender import Call, Receipt, Sender, SignedTx
 from careledger.config import Settings
-from careledger.store.db import Database
+from careledger.store.db import Database, Session
 from careledger.store.models import AnchorBatchRow, ChainTxRow, DisclosureRow
 from careledger.store.repositories import Batches, ChainJobs, ChainTxs, Disclosures, Leases, Patients, Records
 
@@ -168,9 +165,12 @@ class Relayer:
                 for t in ChainTxs(s).unsettled(self.sender.address)
             ]
         for tx_id, purpose, tx_hash, raw, nonce in unsettled:
+            # The nonce first, then the receipt: read the other way round, a transaction
+            # mined between the two reads would look dropped.
+            consumed = self.sender.confirmed_nonce() > nonce
             receipt = self.sender.receipt(tx_hash)
             if receipt is None:
-                if self.sender.confirmed_nonce() > nonce:
+                if consumed:
                     self._finish(tx_id, None, "dropped")
                     self.sender.resync()
                     continue
@@ -179,7 +179,7 @@ class Relayer:
             self._finish(tx_id, receipt, "mined" if receipt["status"] == 1 else "reverted")
         return False
 
-    def _finish(self, tx_id: int, receipt: TxReceipt | None, status: str) -> None:
+    def _finish(self, tx_id: int, receipt: Receipt | None, status: str) -> None:
         """Record how a transaction ended and settle the work it carried."""
         ok = status == "mined"
         with self.db.session() as s:
@@ -247,7 +247,7 @@ class Relayer:
             return "RecordRegistry", self.ledger.records.erase_call(Erasure.from_json(m), record, proof, sig)
         raise errors.ConfigurationError(f"unknown relay job kind {kind}")
 
-    def _settle_jobs(self, s: Session, tx: ChainTxRow, receipt: TxReceipt | None) -> None:
+    def _settle_jobs(self, s: Session, tx: ChainTxRow, receipt: Receipt | None) -> None:
         for job in ChainJobs(s).by_tx(tx.id):
             job.done_at = _now(self.clock)
             if receipt is None:
@@ -336,7 +336,7 @@ class Relayer:
         self._store_and_broadcast("anchor", signed, attach)
         return True
 
-    def _settle_anchor(self, s: Session, tx: ChainTxRow, receipt: TxReceipt | None) -> None:
+    def _settle_anchor(self, s: Session, tx: ChainTxRow, receipt: Receipt | None) -> None:
         batch = Batches(s).by_tx(tx.id)
         if batch is None:
             return

@@ -7,10 +7,12 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from careledger.errors import StoreUnavailable
+from careledger.errors import StoreConflict, StoreUnavailable
+
+__all__ = ["Database", "Session", "make_engine"]
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -54,6 +56,8 @@ class Database:
                 yield session
         except OperationalError as exc:
             raise StoreUnavailable(f"database unavailable: {exc.orig.__class__.__name__}") from None
+        except IntegrityError:
+            raise StoreConflict("a concurrent change got there first") from None
 
     def ping(self) -> bool:
         try:

@@ -33,6 +33,15 @@ class Patients:
     def by_id(self, patient_id: int) -> PatientRow | None:
         return self.s.get(PatientRow, patient_id)
 
+    def by_local_reference(self, reference: str) -> PatientRow | None:
+        """The enrolled (or enrolling) pseudonym for this custodian's patient reference."""
+        return self.s.scalar(
+            select(PatientRow)
+            .where(PatientRow.local_reference == reference)
+            .order_by(PatientRow.id.desc())
+            .limit(1)
+        )
+
     def add(self, row: PatientRow) -> PatientRow:
         self.s.add(row)
         self.s.flush()

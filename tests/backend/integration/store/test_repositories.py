@@ -4,9 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import inspect
-from sqlalchemy.exc import IntegrityError
 
-from careledger.errors import NonceReused
+from careledger.errors import NonceReused, StoreConflict
 from careledger.store.db import Database
 from careledger.store.migrate import downgrade, upgrade
 from careledger.store.models import PatientRow, RecordRow
@@ -89,7 +88,7 @@ def test_same_version_twice_is_refused_by_the_schema(database_url: str) -> None:
     pid = _patient(db)
     with db.session() as s:
         Records(s).add(_record(pid, 1, b"\x20" * 32))
-    with pytest.raises(IntegrityError), db.session() as s:
+    with pytest.raises(StoreConflict), db.session() as s:
         Records(s).add(_record(pid, 1, b"\x21" * 32))
     db.dispose()
 

@@ -1,0 +1,1 @@
+"""HTTP: FastAPI routes, request/response schemas, and the one error → status table."""

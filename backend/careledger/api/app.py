@@ -1,0 +1,458 @@
+"""The gateway's HTTP API: thin routes over the services, every one behind a signature
+check except the operational probes (/health, /ready, /metrics), which carry no data."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from careledger import errors
+from careledger.api import schemas
+from careledger.api.problems import FHIR_CONTENT_TYPE, PROBLEM_CONTENT_TYPE, outcome, problem, status_of
+from careledger.codes import Purpose, categories_of, purposes_of
+from careledger.config import Settings
+from careledger.services import access, consent, enrollment, fhir, ingest
+from careledger.services.gateway import Gateway, build_gateway
+from careledger.services.jobs import JobStatus, job_status
+from careledger.services.records import list_records
+from careledger.services.requests import Principal, authenticate
+from careledger.services.status import readiness
+
+log = logging.getLogger("careledger.api")
+FHIR_PATHS = ("/fhir",)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "careledger_http_requests_total",
+            "HTTP requests",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "careledger_http_request_seconds", "HTTP request latency", ["route"], registry=self.registry
+        )
+        self.queue = Gauge(
+            "careledger_queue_depth", "Work waiting for the relayer", ["queue"], registry=self.registry
+        )
+        self.anchor_lag = Gauge(
+            "careledger_anchor_lag_seconds",
+            "Age of the oldest record not yet anchored",
+            registry=self.registry,
+        )
+        self.chain_head = Gauge("careledger_chain_head", "Latest block seen", registry=self.registry)
+
+
+class BodyLimit:
+    """Refuse bodies over the limit with 413 before reading them whole (Content-Length or streamed)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(scope, send, self.limit)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await _too_large(scope, send, self.limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(scope: Scope, send: Send, limit: int) -> None:
+    detail = f"the body exceeds {limit} bytes"
+    fhir_route = scope["path"].startswith(FHIR_PATHS)
+    body = outcome(413, detail, "too-long") if fhir_route else problem(413, "too-large", detail)
+    response = JSONResponse(body, 413, media_type=FHIR_CONTENT_TYPE if fhir_route else PROBLEM_CONTENT_TYPE)
+    await response(scope, _no_receive, send)
+
+
+async def _no_receive() -> Message:
+    return {"type": "http.disconnect"}
+
+
+def error_response(request: Request, exc: Exception) -> JSONResponse:
+    status, kind = status_of(exc)
+    if status == 500:
+        log.error("unexpected error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        detail = "internal error; it was logged without the request's data"
+    else:
+        detail = str(exc)
+    headers = {"Retry-After": "5"} if status == 503 else None
+    if request.url.path.startswith(FHIR_PATHS):
+        body = (
+            fhir.operation_outcome(exc.issues)
+            if isinstance(exc, fhir.FhirInvalid)
+            else outcome(status, detail)
+        )
+        return JSONResponse(body, status, headers=headers, media_type=FHIR_CONTENT_TYPE)
+    return JSONResponse(
+        problem(status, kind, detail), status, headers=headers, media_type=PROBLEM_CONTENT_TYPE
+    )
+
+
+async def principal(request: Request) -> Principal:
+    """The dependency every data route has: a verified signer (401 otherwise)."""
+    gw: Gateway = request.app.state.gateway
+    body = await request.body()
+    request.state.body = body
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    path_and_query = raw_path.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return await run_in_threadpool(
+        authenticate,
+        gw,
+        method=request.method,
+        path_and_query=path_and_query,
+        body=body,
+        headers=headers,
+        host=request.headers.get("host"),
+    )
+
+
+Signed = Annotated[Principal, Depends(principal)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": schemas.Problem,
+        "description": "Missing, malformed, stale, replayed or foreign signature",
+    },
+    403: {"model": schemas.Problem, "description": "The signer may not do this"},
+    422: {"model": schemas.Problem, "description": "Invalid request"},
+    503: {"model": schemas.Problem, "description": "The chain or the database is unavailable; retry"},
+}
+
+
+def create_app(settings: Settings | None = None, gateway: Gateway | None = None) -> FastAPI:
+    """The gateway app; builds its Gateway from settings unless one is given (tests)."""
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        gw = gateway if gateway is not None else await run_in_threadpool(build_gateway, settings)
+        app.state.gateway = gw
+        gw.start_relayer()
+        yield
+        if gateway is None:
+            await run_in_threadpool(gw.close)
+
+    app = FastAPI(
+        title="CareLedger gateway",
+        version="0.1.0",
+        description="One custodian's gateway: FHIR records under patient consent, anchored on chain. "
+        "Every data route needs an RFC 9421 signature (docs/signing.md).",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.state.metrics = metrics
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        name = getattr(route, "path", "unmatched")
+        metrics.requests.labels(name, request.method, str(response.status_code)).inc()
+        metrics.latency.labels(name).observe(time.perf_counter() - started)
+        log.info(
+            json.dumps(
+                {
+                    "event": "http",
+                    "method": request.method,
+                    "route": name,
+                    "status": response.status_code,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                }
+            )
+        )
+        return response
+
+    @app.exception_handler(errors.CareLedgerError)
+    async def domain_error(request: Request, exc: errors.CareLedgerError) -> JSONResponse:
+        return error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return error_response(
+            request, errors.InvalidRequest(f"{where or 'body'}: {first.get('msg', 'invalid')}")
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(request, exc)
+
+    # ------------------------------------------------------------------ operations
+
+    @app.get("/health", tags=["operations"], summary="Liveness (no data, no signature)")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["operations"], summary="Readiness: chain, database and relayer state")
+    def ready(request: Request) -> JSONResponse:
+        state = readiness(request.app.state.gateway)
+        _update_gauges(metrics, state)
+        return JSONResponse(state, 200 if state["ready"] else 503)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (no data, no signature)")
+    def prometheus(request: Request) -> Response:
+        _update_gauges(metrics, readiness(request.app.state.gateway))
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    # ------------------------------------------------------------------ enrollment
+
+    @app.post(
+        "/enrollments",
+        tags=["enrollment"],
+        responses=ERRORS,
+        response_model=schemas.EnrollmentOfferPublic,
+        summary="Staff start a patient's enrollment; answers what the patient signs",
+    )
+    def start_enrollment(
+        body: schemas.EnrollmentCreate, who: Signed, request: Request
+    ) -> schemas.EnrollmentOfferPublic:
+        offer = enrollment.start_enrollment(
+            request.app.state.gateway, who, body.patient, body.local_reference
+        )
+        return schemas.EnrollmentOfferPublic(status=offer.status, typedData=offer.typed_data)
+
+    @app.post(
+        "/enrollments/{patient}/signature",
+        tags=["enrollment"],
+        responses=ERRORS,
+        response_model=schemas.JobPublic,
+        summary="The patient signs the enrollment; relayed on chain",
+    )
+    def complete_enrollment(
+        patient: str, body: schemas.EnrollmentSignature, who: Signed, request: Request
+    ) -> JSONResponse:
+        if who.keyid.lower() != patient.lower():
+            raise errors.Forbidden("an enrollment is signed by its patient")
+        status = enrollment.complete_enrollment(
+            request.app.state.gateway, who, body.nonce, body.deadline, _hex(body.signature)
+        )
+        return _job(status)
+
+    # ------------------------------------------------------------------ records
+
+    @app.post(
+        "/fhir",
+        tags=["records"],
+        responses={
+            **ERRORS,
+            400: {"description": "Invalid FHIR (OperationOutcome)"},
+            409: {"description": "Patient not enrolled"},
+            413: {"description": "Body too large"},
+            415: {"description": "Not application/fhir+json"},
+        },
+        summary="Post a FHIR R4 resource or transaction Bundle for an enrolled patient",
+    )
+    def post_fhir(who: Signed, request: Request) -> JSONResponse:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in (FHIR_CONTENT_TYPE, "application/json"):
+            return JSONResponse(
+                outcome(415, f"send {FHIR_CONTENT_TYPE}, not {ctype or 'no content type'}", "not-supported"),
+                415,
+                media_type=FHIR_CONTENT_TYPE,
+            )
+        result = ingest.ingest(request.app.state.gateway, who, request.state.body)
+        created = any(r.created or not r.unchanged for r in result.results)
+        return JSONResponse(result.body(), 201 if created else 200, media_type=FHIR_CONTENT_TYPE)
+
+    @app.get(
+        "/patients/{patient}/records",
+        tags=["records"],
+        responses=ERRORS,
+        response_model=list[schemas.RecordPublic],
+        summary="A patient's record metadata at this custodian",
+    )
+    def patient_records(patient: str, who: Signed, request: Request) -> list[schemas.RecordPublic]:
+        return [
+            schemas.RecordPublic(
+                recordId="0x" + r.record_id.hex(),
+                resourceType=r.resource_type,
+                resourceId=r.resource_id,
+                version=r.version,
+                category=r.category.name,
+                status=r.status,
+                commitment="0x" + r.commitment.hex(),
+                supersedes="0x" + r.supersedes.hex() if r.supersedes else None,
+                anchoredAt=r.anchored_at.isoformat() if r.anchored_at else None,
+            )
+            for r in list_records(request.app.state.gateway, who, patient)
+        ]
+
+    @app.get(
+        "/records/{record_id}",
+        tags=["records"],
+        responses={**ERRORS, 404: {"description": "Unknown record"}, 410: {"description": "Erased"}},
+        summary="Read a record: the body is the committed FHIR JSON; headers carry the proof",
+    )
+    def read_record(
+        record_id: str, who: Signed, request: Request, purpose: Annotated[str, Query(pattern="^[A-Z]{4,7}$")]
+    ) -> Response:
+        try:
+            purpose_code = Purpose[purpose]
+        except KeyError:
+            raise errors.InvalidRequest(f"unknown purpose {purpose}") from None
+        disclosed = access.read_record(request.app.state.gateway, who, _record_id(record_id), purpose_code)
+        headers = _proof_headers(disclosed)
+        return Response(disclosed.content, 200, headers=headers, media_type=FHIR_CONTENT_TYPE)
+
+    # ------------------------------------------------------------------ consent
+
+    @app.post(
+        "/consents/grants",
+        tags=["consent"],
+        responses=ERRORS,
+        response_model=schemas.JobPublic,
+        summary="Relay a grant the patient signed (EIP-712)",
+    )
+    def grant(body: schemas.GrantSubmit, who: Signed, request: Request) -> JSONResponse:
+        status = consent.submit_grant(
+            request.app.state.gateway, who, body.message.model_dump(), _hex(body.signature)
+        )
+        return _job(status)
+
+    @app.post(
+        "/consents/revocations",
+        tags=["consent"],
+        responses=ERRORS,
+        response_model=schemas.JobPublic,
+        summary="Relay a revocation the patient signed, at once",
+    )
+    def revoke(body: schemas.RevocationSubmit, who: Signed, request: Request) -> JSONResponse:
+        status = consent.submit_revocation(
+            request.app.state.gateway, who, body.message.model_dump(), _hex(body.signature)
+        )
+        return _job(status)
+
+    @app.get(
+        "/patients/{patient}/consents",
+        tags=["consent"],
+        responses=ERRORS,
+        response_model=list[schemas.ConsentPublic],
+        summary="A patient's consents, from the chain",
+    )
+    def consents(patient: str, who: Signed, request: Request) -> list[schemas.ConsentPublic]:
+        gw: Gateway = request.app.state.gateway
+        if who.keyid.lower() != patient.lower():
+            who.require_member()
+        return [
+            schemas.ConsentPublic(
+                consentId="0x" + c.consent_id.hex(),
+                grantee=c.grantee,
+                index=c.index,
+                categories=[x.name for x in categories_of(c.categories)],
+                purposes=[x.name for x in purposes_of(c.purposes)],
+                validFrom=c.valid_from,
+                validUntil=c.valid_until,
+                status=c.status(gw.clock()),
+                grantedTx=c.granted_tx,
+                revokedTx=c.revoked_tx,
+            )
+            for c in consent.consents_of(gw, patient)
+        ]
+
+    @app.get(
+        "/jobs/{job_id}",
+        tags=["consent"],
+        responses=ERRORS,
+        response_model=schemas.JobPublic,
+        summary="The state of a relayed message",
+    )
+    def job(job_id: int, who: Signed, request: Request) -> JSONResponse:
+        return _job(job_status(request.app.state.gateway, job_id))
+
+    return app
+
+
+def _proof_headers(d: access.Disclosed) -> dict[str, str]:
+    """What the reader needs to check the body against the commitment anchored on chain."""
+    headers = {
+        "CareLedger-Record-Id": "0x" + d.record_id.hex(),
+        "CareLedger-Commitment": "0x" + d.commitment.hex(),
+        "CareLedger-Salt": "0x" + d.salt.hex(),
+        "CareLedger-Ciphertext-Sha256": "0x" + d.ciphertext_sha256.hex(),
+        "CareLedger-Resource": f"{d.resource_type}/{d.resource_id}/_history/{d.version}",
+        "CareLedger-Category": d.category.name,
+        "CareLedger-Break-Glass": "true" if d.break_glass else "false",
+    }
+    if d.consent_id is not None:
+        headers["CareLedger-Consent-Id"] = "0x" + d.consent_id.hex()
+    if d.checked_block is not None:
+        headers["CareLedger-Checked-Block"] = str(d.checked_block)
+    return headers
+
+
+def _update_gauges(metrics: Metrics, state: dict[str, Any]) -> None:
+    for queue, depth in state.get("queues", {}).items():
+        metrics.queue.labels(queue).set(depth)
+    if state.get("anchorLagSeconds") is not None:
+        metrics.anchor_lag.set(state["anchorLagSeconds"])
+    if state.get("chainHead") is not None:
+        metrics.chain_head.set(state["chainHead"])
+
+
+def _job(status: JobStatus) -> JSONResponse:
+    body = schemas.JobPublic(
+        job=status.job_id, kind=status.kind, status=status.status, result=status.result, error=status.error
+    )
+    code = {"done": 200, "failed": 422}.get(status.status, 202)
+    return JSONResponse(body.model_dump(), code)
+
+
+def _hex(value: str) -> bytes:
+    return bytes.fromhex(value.removeprefix("0x"))
+
+
+def _record_id(value: str) -> bytes:
+    text = value.removeprefix("0x")
+    if len(text) != 64:
+        raise errors.NotFound("a record id is 32 bytes of hex")
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise errors.NotFound("a record id is 32 bytes of hex") from None

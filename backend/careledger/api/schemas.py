@@ -1,0 +1,109 @@
+"""Request and response bodies of the JSON endpoints (FHIR endpoints speak FHIR)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+HEX32 = r"^0x[0-9a-fA-F]{64}$"
+ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+SIGNATURE = r"^0x[0-9a-fA-F]{130,}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class EnrollmentCreate(Strict):
+    patient: str = Field(pattern=ADDRESS, description="The patient's pseudonymous address at this custodian.")
+    local_reference: str = Field(
+        alias="localReference",
+        min_length=1,
+        max_length=256,
+        description="This custodian's patient reference.",
+    )
+
+
+class EnrollmentOfferPublic(BaseModel):
+    status: str
+    typed_data: dict[str, Any] = Field(
+        alias="typedData", description="EIP-712 typed data for the patient to sign."
+    )
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class EnrollmentSignature(Strict):
+    nonce: int = Field(ge=0, lt=2**256)
+    deadline: int = Field(ge=0, lt=2**256)
+    signature: str = Field(pattern=SIGNATURE)
+
+
+class JobPublic(BaseModel):
+    job: int
+    kind: str
+    status: str = Field(description="pending, sent, done or failed")
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class GrantMessage(Strict):
+    patient: str = Field(pattern=ADDRESS)
+    grantee: str = Field(pattern=ADDRESS)
+    categories: int = Field(ge=1, lt=2**16)
+    purposes: int = Field(ge=1, lt=2**8)
+    valid_from: int = Field(alias="validFrom", ge=0, lt=2**40)
+    valid_until: int = Field(alias="validUntil", ge=0, lt=2**40)
+    nonce: int = Field(ge=0, lt=2**256)
+    deadline: int = Field(ge=0, lt=2**256)
+
+
+class GrantSubmit(Strict):
+    message: GrantMessage
+    signature: str = Field(pattern=SIGNATURE)
+
+
+class RevocationMessage(Strict):
+    patient: str = Field(pattern=ADDRESS)
+    consent_id: str = Field(alias="consentId", pattern=HEX32)
+    nonce: int = Field(ge=0, lt=2**256)
+    deadline: int = Field(ge=0, lt=2**256)
+
+
+class RevocationSubmit(Strict):
+    message: RevocationMessage
+    signature: str = Field(pattern=SIGNATURE)
+
+
+class ConsentPublic(BaseModel):
+    consent_id: str = Field(alias="consentId")
+    grantee: str
+    index: int
+    categories: list[str]
+    purposes: list[str]
+    valid_from: int = Field(alias="validFrom")
+    valid_until: int = Field(alias="validUntil")
+    status: str
+    granted_tx: str = Field(alias="grantedTx")
+    revoked_tx: str | None = Field(default=None, alias="revokedTx")
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class RecordPublic(BaseModel):
+    record_id: str = Field(alias="recordId")
+    resource_type: str = Field(alias="resourceType")
+    resource_id: str = Field(alias="resourceId")
+    version: int
+    category: str
+    status: str = Field(description="pending, anchored or erased")
+    commitment: str
+    supersedes: str | None = None
+    anchored_at: str | None = Field(default=None, alias="anchoredAt")
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class Problem(BaseModel):
+    type: str
+    title: str
+    status: int
+    detail: str

@@ -1,0 +1,49 @@
+"""`careledger gateway`: serve one custodian's gateway, and prepare its keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from careledger.cli.output import console, friendly
+from careledger.config import Settings
+from careledger.crypto.keyfile import create_key_file
+from careledger.services.gateway import new_private_key_file
+
+app = typer.Typer(no_args_is_help=True, help="Run a custodian's gateway.")
+
+
+@app.command("serve")
+@friendly
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="API worker processes; one relayer runs, by lease.")] = 1,
+) -> None:
+    """Serve the gateway configured by CARELEDGER_* settings until Ctrl-C."""
+    Settings()  # fail here, with a clear message, on invalid settings
+    uvicorn.run(
+        "careledger.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@app.command("init-keys")
+@friendly
+def init_keys(
+    kek_file: Annotated[Path, typer.Option(help="Key-encryption key file to create.")],
+    relayer_key_file: Annotated[Path, typer.Option(help="Relayer private key file to create.")],
+) -> None:
+    """Create a new key-encryption key and relayer key (never overwrites either)."""
+    create_key_file(kek_file)
+    address = new_private_key_file(relayer_key_file)
+    console.print(f"key-encryption key: {kek_file}\nrelayer key: {relayer_key_file} (address {address})")
+    console.print("Register the relayer with `setRelayer` from the member's admin key before serving.")

@@ -1,0 +1,168 @@
+"""Access: a member's signed read, allowed only under a consent on chain (or break-glass),
+answered with what the reader needs to check the record against its commitment, and
+logged on chain as a disclosure carrying the reader's own signature."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from eth_utils.crypto import keccak
+
+from careledger import errors
+from careledger.codes import Category, Purpose, Role
+from careledger.crypto.envelope import SealedRecord, open_record, record_aad
+from careledger.services.gateway import Gateway
+from careledger.services.requests import Principal
+from careledger.store.models import DisclosureRow, PatientRow, RecordRow
+from careledger.store.repositories import Disclosures, Patients, Records
+
+REASON_HEADER = "careledger-break-glass-reason"
+ACTOR_HEADER = "careledger-acting-user"
+BREAK_GLASS_PURPOSES = (Purpose.ETREAT, Purpose.BTG)
+
+
+@dataclass(frozen=True)
+class Disclosed:
+    """A record as handed to its reader: the exact committed bytes and the proof material."""
+
+    content: bytes
+    record_id: bytes
+    patient: str
+    resource_type: str
+    resource_id: str
+    version: int
+    category: Category
+    commitment: bytes
+    salt: bytes
+    ciphertext_sha256: bytes
+    consent_id: bytes | None
+    checked_block: int | None
+    break_glass: bool
+
+
+def record_key(custodian: str, patient: str, resource_type: str, resource_id: str) -> bytes:
+    """The logical name a record's ciphertext is bound to (see crypto.envelope.record_aad)."""
+    return f"{custodian}|{patient}|{resource_type}/{resource_id}".encode()
+
+
+def read_record(gw: Gateway, principal: Principal, record_id: bytes, purpose: Purpose) -> Disclosed:
+    """Decide, decrypt, and queue the disclosure for the access log."""
+    with gw.db.session() as s:
+        row = Records(s).by_record_id(record_id)
+        if row is None:
+            raise errors.NotFound("no such record at this custodian")
+        if row.status == "erased":
+            raise errors.Gone("this record was erased at its patient's request")
+        patient = Patients(s).by_id(row.patient_id)
+        assert patient is not None
+        if principal.keyid == patient.address:  # patients always read their own records
+            return _open(gw, row, patient, None, None, break_glass=False)
+        if row.status != "anchored":
+            raise errors.Conflict("this record is not anchored yet; retry in a moment")
+    member = principal.require_member()
+    headers = principal.request.headers
+    if purpose in BREAK_GLASS_PURPOSES and REASON_HEADER in headers:
+        return _break_glass(gw, principal, member, row, patient, purpose, headers)
+    if purpose is Purpose.BTG:
+        raise errors.Forbidden(f"break-glass needs the signed headers {REASON_HEADER} and {ACTOR_HEADER}")
+    block = gw.ledger.block_number()
+    consent_id = gw.ledger.consents.is_permitted(patient.address, member, row.category, purpose, block=block)
+    if consent_id is None:
+        raise errors.Forbidden(
+            f"no consent of the patient lets {member} see {Category(row.category).name} for {purpose.name}"
+        )
+    disclosed = _open(gw, row, patient, consent_id, block, break_glass=False)
+    _log(gw, principal, member, row, purpose, block, consent_id, None, None)
+    return disclosed
+
+
+def _break_glass(
+    gw: Gateway,
+    principal: Principal,
+    member: str,
+    row: RecordRow,
+    patient: PatientRow,
+    purpose: Purpose,
+    headers: dict[str, str],
+) -> Disclosed:
+    principal.require_member(Role.CLINIC)
+    reason, actor = headers.get(REASON_HEADER, "").strip(), headers.get(ACTOR_HEADER, "").strip()
+    if not reason or not actor:
+        raise errors.Forbidden(
+            f"break-glass needs a reason ({REASON_HEADER}) and the acting user ({ACTOR_HEADER})"
+        )
+    since = datetime.fromtimestamp(gw.clock(), UTC) - timedelta(hours=1)
+    with gw.db.session() as s:
+        used = Disclosures(s).break_glass_since(member, since)
+    if used >= gw.settings.break_glass_per_hour:
+        raise errors.RateLimited(f"break-glass limit reached: {used} in the last hour for {member}")
+    block = gw.ledger.block_number()
+    disclosed = _open(gw, row, patient, None, block, break_glass=True)
+    _log(gw, principal, member, row, purpose, block, None, reason, actor)
+    return disclosed
+
+
+def _open(
+    gw: Gateway,
+    row: RecordRow,
+    patient: PatientRow,
+    consent_id: bytes | None,
+    block: int | None,
+    *,
+    break_glass: bool,
+) -> Disclosed:
+    assert row.ciphertext and row.sealed_meta and row.wrapped_key and row.kek_id and row.ciphertext_sha256
+    aad = record_aad(
+        record_key(gw.custodian, patient.address, row.resource_type, row.resource_id), row.version
+    )
+    sealed = SealedRecord(row.ciphertext, row.sealed_meta, row.wrapped_key, row.kek_id)
+    content, meta = open_record(sealed, aad, gw.kek)
+    return Disclosed(
+        content=content,
+        record_id=row.record_id,
+        patient=patient.address,
+        resource_type=row.resource_type,
+        resource_id=row.resource_id,
+        version=row.version,
+        category=Category(row.category),
+        commitment=row.commitment,
+        salt=meta.salt,
+        ciphertext_sha256=row.ciphertext_sha256,
+        consent_id=consent_id,
+        checked_block=block,
+        break_glass=break_glass,
+    )
+
+
+def _log(
+    gw: Gateway,
+    principal: Principal,
+    member: str,
+    row: RecordRow,
+    purpose: Purpose,
+    block: int,
+    consent_id: bytes | None,
+    reason: str | None,
+    actor: str | None,
+) -> None:
+    """Queue the disclosure; the relayer logs it on chain with the reader's signature."""
+    basis = consent_id if consent_id is not None else bytes(keccak(text=reason or ""))
+    with gw.db.session() as s:
+        Disclosures(s).add(
+            DisclosureRow(
+                record_id=row.record_id,
+                requester=principal.keyid,
+                member=member,
+                purpose=int(purpose),
+                break_glass=consent_id is None,
+                checked_block=block,
+                basis=basis,
+                request_hash=principal.request.message_hash,
+                signature=principal.request.signature,
+                acting_user=actor,
+                reason=reason,
+                status="pending",
+                created_at=datetime.fromtimestamp(gw.clock(), UTC),
+            )
+        )

@@ -1,0 +1,110 @@
+"""One custodian's gateway: its store, chain view, keys and relayer, built from Settings."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eth_account import Account
+from eth_utils.address import is_address, to_checksum_address
+
+from careledger.auth.signatures import origin_of
+from careledger.chain.clients import Ledger
+from careledger.chain.deployment import Deployment
+from careledger.codes import MemberStatus, Role
+from careledger.config import Settings
+from careledger.crypto.envelope import KeyEncryptionKey
+from careledger.crypto.keyfile import load_key_file
+from careledger.errors import ConfigurationError, KeyFileError
+from careledger.services.relayer import Relayer
+from careledger.store.db import Database
+from careledger.store.migrate import upgrade
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    db: Database
+    ledger: Ledger
+    custodian: str
+    kek: KeyEncryptionKey
+    clock: Callable[[], float] = time.time
+    random_bytes: Callable[[int], bytes] = os.urandom
+    relayer: Relayer | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start_relayer(self) -> None:
+        """Run the relayer in a background thread (it sends only while it holds the lease)."""
+        if self.relayer is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self.relayer.run, args=(self._stop,), name="relayer", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.db.dispose()
+
+
+def load_private_key(path: Path) -> bytes:
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+    try:
+        key = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise KeyFileError(f"{path} does not hold a hex-encoded private key") from None
+    if len(key) != 32:
+        raise KeyFileError(f"{path} does not hold a 32-byte private key")
+    return key
+
+
+def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
+    """Connect everything a gateway needs, refusing a configuration that cannot work."""
+    if not is_address(settings.member_address):
+        raise ConfigurationError("CARELEDGER_MEMBER_ADDRESS must be this custodian's member address")
+    if not settings.endpoint:
+        raise ConfigurationError("CARELEDGER_ENDPOINT must be this gateway's registered endpoint URL")
+    custodian = to_checksum_address(settings.member_address)
+    if migrate:
+        upgrade(settings.database_url)
+    db = Database(settings.database_url)
+    ledger = Ledger.connect(
+        settings.rpc_url, Deployment.load(settings.deployment_file), timeout=settings.rpc_timeout_s
+    )
+    member = ledger.members.get_member(custodian)
+    if member.status is MemberStatus.NONE or member.role is not Role.CLINIC:
+        raise ConfigurationError(f"{custodian} is not a CLINIC member of this network")
+    if origin_of(member.endpoint) != origin_of(settings.endpoint):
+        raise ConfigurationError(
+            f"{custodian} is registered at {member.endpoint!r}, but this gateway is set to "
+            f"{settings.endpoint!r}: requests are signed for the registered endpoint"
+        )
+    kek = load_key_file(settings.kek_file)
+    relayer = None
+    if settings.relayer_enabled:
+        sender = ledger.sender(load_private_key(settings.relayer_key_file))
+        acts_for, _ = ledger.members.active_sender(sender.address)
+        if acts_for is not None and acts_for != custodian:
+            raise ConfigurationError(f"relayer key {sender.address} acts for another member ({acts_for})")
+        relayer = Relayer(db, ledger, sender, custodian, settings)
+    return Gateway(settings, db, ledger, custodian, kek, relayer=relayer)
+
+
+def new_private_key_file(path: Path) -> str:
+    """Write a fresh private key (owner-readable only); returns its address."""
+    account = Account.create()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(account.key.hex() + "\n")
+    return str(account.address)

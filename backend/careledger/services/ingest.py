@@ -1,0 +1,170 @@
+"""Ingest: FHIR from the clinic's EHR, validated, sealed, stored pending and anchored later.
+
+Idempotent as DESIGN.md defines it: the same (resourceType, id) for the same patient is the
+same record; identical content is a no-op, changed content a new version that supersedes
+the last. A transaction Bundle is atomic: every entry is stored, or none.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from careledger import errors
+from careledger.chain.merkle import record_id_of
+from careledger.codes import Role
+from careledger.crypto.commitments import commitment_from_digests, sha256
+from careledger.crypto.envelope import open_meta, record_aad, seal_record
+from careledger.services import fhir
+from careledger.services.access import record_key
+from careledger.services.gateway import Gateway
+from careledger.services.requests import Principal
+from careledger.store.models import PatientRow, RecordRow
+from careledger.store.repositories import Patients, Records
+
+PATIENT_REFERENCE = re.compile(r"Patient/[A-Za-z0-9\-.]{1,64}")
+RETRIES_ON_RACE = 2
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    is_bundle: bool
+    results: list[fhir.EntryResult]
+
+    def body(self) -> dict[str, Any]:
+        if self.is_bundle:
+            return fhir.transaction_response(self.results)
+        (r,) = self.results
+        note = "unchanged" if r.unchanged else ("created" if r.created else "updated")
+        name = f"{r.resource_type}/{r.resource_id}"
+        text = f"{name} version {r.version} {note}; record {r.record_id} is {r.anchor_status}"
+        return {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "information", "code": "informational", "diagnostics": text}],
+        }
+
+
+def ingest(gw: Gateway, principal: Principal, body: bytes) -> IngestResult:
+    """Store a FHIR resource or transaction Bundle posted by this custodian's staff."""
+    if principal.require_member(Role.CLINIC) != gw.custodian:
+        raise errors.Forbidden("only this custodian's staff send records to this gateway")
+    document = fhir.parse_json(
+        body, max_depth=gw.settings.max_json_depth, max_bytes=gw.settings.max_body_bytes
+    )
+    is_bundle = document.get("resourceType") == "Bundle"
+    patient_ref, entries = _bundle_entries(document) if is_bundle else _single_entry(document)
+    for attempt in range(RETRIES_ON_RACE + 1):
+        try:
+            return IngestResult(is_bundle, _store(gw, patient_ref, entries))
+        except errors.StoreConflict:
+            if attempt == RETRIES_ON_RACE:
+                raise
+    raise AssertionError("unreachable")
+
+
+Entry = tuple[str, str, dict[str, Any]]  # resource type, id, resource
+
+
+def _bundle_entries(bundle: dict[str, Any]) -> tuple[str, list[Entry]]:
+    patient_ref = _bundle_patient(fhir.split_transaction(bundle))
+    checked = fhir.split_transaction(bundle, patient=patient_ref)
+    return patient_ref, [(e.resource_type, e.resource_id, e.resource) for e in checked]
+
+
+def _single_entry(resource: dict[str, Any]) -> tuple[str, list[Entry]]:
+    patient_ref = fhir.patient_reference(resource)
+    if patient_ref is None:
+        raise fhir.FhirInvalid(
+            [fhir.Issue("required", "the resource names no patient", resource.get("resourceType"))]
+        )
+    fhir.check_record(resource, patient=patient_ref)
+    if not isinstance(resource.get("id"), str):
+        issue = fhir.Issue("required", "a record needs its id: ingest is idempotent by type and id", "id")
+        raise fhir.FhirInvalid([issue])
+    return patient_ref, [(resource["resourceType"], resource["id"], resource)]
+
+
+def _bundle_patient(entries: list[fhir.TransactionEntry]) -> str:
+    found = {ref for e in entries if (ref := fhir.patient_reference(e.resource)) is not None}
+    if len(found) != 1:
+        detail = "names no patient" if not found else f"is about {len(found)} patients"
+        raise fhir.FhirInvalid(
+            [
+                fhir.Issue(
+                    "business-rule",
+                    f"a transaction must be about one patient; this one {detail}",
+                    "Bundle.entry",
+                )
+            ]
+        )
+    return found.pop()
+
+
+def _store(
+    gw: Gateway, patient_ref: str, entries: list[tuple[str, str, dict[str, Any]]]
+) -> list[fhir.EntryResult]:
+    with gw.db.session() as s:
+        patient = Patients(s).by_local_reference(patient_ref)
+        if patient is None or patient.status != "enrolled":
+            raise errors.Conflict(
+                f"{patient_ref} is not enrolled at this custodian: enroll the patient first"
+            )
+        return [_store_version(gw, Records(s), patient, t, i, r) for t, i, r in entries]
+
+
+def _store_version(
+    gw: Gateway,
+    records: Records,
+    patient: PatientRow,
+    resource_type: str,
+    resource_id: str,
+    resource: dict[str, Any],
+) -> fhir.EntryResult:
+    content = fhir.canonical_json(resource)
+    key = record_key(gw.custodian, patient.address, resource_type, resource_id)
+    latest = records.latest(patient.id, resource_type, resource_id)
+    if latest is not None:
+        if latest.status == "erased":
+            raise errors.Conflict(f"{resource_type}/{resource_id} was erased at the patient's request")
+        assert latest.sealed_meta is not None and latest.wrapped_key is not None
+        meta = open_meta(latest.sealed_meta, latest.wrapped_key, record_aad(key, latest.version), gw.kek)
+        if meta.plaintext_sha256 == sha256(content):
+            return fhir.EntryResult(
+                resource_type,
+                resource_id,
+                latest.version,
+                False,
+                True,
+                "0x" + latest.record_id.hex(),
+                latest.status,
+            )
+    version = 1 if latest is None else latest.version + 1
+    salt = gw.random_bytes(32)
+    sealed = seal_record(content, salt, record_aad(key, version), gw.kek, random_bytes=gw.random_bytes)
+    ciphertext_sha256 = sha256(sealed.ciphertext)
+    commitment = commitment_from_digests(salt, sha256(content), ciphertext_sha256)
+    record_id = record_id_of(gw.custodian, patient.address, commitment)
+    records.add(
+        RecordRow(
+            record_id=record_id,
+            patient_id=patient.id,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            version=version,
+            category=int(fhir.category_of(resource_type)),
+            ciphertext=sealed.ciphertext,
+            wrapped_key=sealed.wrapped_key,
+            kek_id=sealed.key_id,
+            sealed_meta=sealed.sealed_meta,
+            ciphertext_sha256=ciphertext_sha256,
+            commitment=commitment,
+            supersedes=None if latest is None else latest.record_id,
+            status="pending",
+            created_at=datetime.fromtimestamp(gw.clock(), UTC),
+        )
+    )
+    return fhir.EntryResult(
+        resource_type, resource_id, version, latest is None, False, "0x" + record_id.hex(), "pending"
+    )

@@ -1,0 +1,60 @@
+"""Queue a patient-signed message for the relayer and, if asked, wait for its outcome."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from careledger import errors
+from careledger.services.gateway import Gateway
+from careledger.store.models import ChainJobRow
+from careledger.store.repositories import ChainJobs
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job_id: int
+    kind: str
+    status: str  # pending | sent | done | failed
+    result: dict[str, Any] | None
+    error: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "failed")
+
+
+def queue_job(gw: Gateway, kind: str, payload: dict[str, Any]) -> int:
+    with gw.db.session() as s:
+        row = ChainJobs(s).add(
+            ChainJobRow(
+                kind=kind,
+                payload=json.dumps(payload),
+                status="pending",
+                created_at=datetime.fromtimestamp(gw.clock(), UTC),
+            )
+        )
+        return row.id
+
+
+def job_status(gw: Gateway, job_id: int) -> JobStatus:
+    with gw.db.session() as s:
+        row = ChainJobs(s).by_id(job_id)
+        if row is None:
+            raise errors.NotFound(f"no relay job {job_id}")
+        return JobStatus(
+            row.id, row.kind, row.status, json.loads(row.result) if row.result else None, row.error
+        )
+
+
+def wait_for_job(gw: Gateway, job_id: int, timeout: float) -> JobStatus:
+    """Poll until the job is done or failed, or `timeout` passes (then it is still pending)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status = job_status(gw, job_id)
+        if status.finished or time.monotonic() >= deadline:
+            return status
+        time.sleep(0.02)

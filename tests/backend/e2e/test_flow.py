@@ -1,0 +1,132 @@
+"""The whole story over real HTTP: enrollment, ingest, consent, access, revocation.
+
+A gateway process (uvicorn) on a free port, a real anvil, and SQLite or PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from careledger import errors
+from careledger.chain.devnet import dev_key
+from careledger.chain.eip712 import Grant, Revocation
+from careledger.client import CareLedgerClient
+from careledger.codes import Category, Purpose, mask
+from tests.backend.gateways import GatewayProcess, running_gateway
+from tests.backend.support import Cluster
+
+pytestmark = pytest.mark.integration
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "fhir"
+FAR = 2**40 - 1
+
+
+@pytest.fixture
+def gateway_a(cluster: Cluster, database_url: str, tmp_path: Path) -> Iterator[GatewayProcess]:
+    with running_gateway(cluster.devnet, cluster.clinic, dev_key(15), database_url, tmp_path / "a") as gw:
+        yield gw
+
+
+def _bundle() -> dict[str, object]:
+    return json.loads((FIXTURES / "transaction-bundle.json").read_text())  # type: ignore[no-any-return]
+
+
+def _wait(predicate: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def _enroll(cluster: Cluster, url: str, patient: LocalAccount, reference: str = "Patient/example") -> None:
+    staff = CareLedgerClient(dev_key(10), cluster.ledger)
+    offer = staff.start_enrollment(url, patient.address, reference)
+    result = CareLedgerClient(patient.key, cluster.ledger).complete_enrollment(url, offer["typedData"])
+    assert result["status"] == "done", result
+
+
+def _records(cluster: Cluster, url: str, patient: LocalAccount) -> list[dict[str, object]]:
+    return CareLedgerClient(patient.key, cluster.ledger).call(
+        "GET", f"{url}/patients/{patient.address}/records"
+    )  # type: ignore[no-any-return]
+
+
+def test_consented_read_flow(cluster: Cluster, gateway_a: GatewayProcess) -> None:
+    url, ledger = gateway_a.url, cluster.ledger
+    patient = Account.create()
+    _enroll(cluster, url, patient)
+    assert ledger.records.enrollment_of(patient.address, cluster.clinic.address) is not None
+
+    staff = CareLedgerClient(dev_key(10), ledger)
+    response = staff.post_fhir(url, _bundle())
+    assert response["type"] == "transaction-response"
+    assert len(response["entry"]) == 15
+    assert all(e["response"]["status"].startswith("201") for e in response["entry"])
+    # A retry stores nothing new.
+    again = staff.post_fhir(url, _bundle())
+    assert all(e["response"]["status"].startswith("200") for e in again["entry"])
+    _wait(lambda: {r["status"] for r in _records(cluster, url, patient)} == {"anchored"})
+    records = _records(cluster, url, patient)
+    assert len(records) == 15
+    claim = next(r for r in records if r["resourceType"] == "Claim")
+    lab = next(r for r in records if r["resourceType"] == "Observation")
+
+    insurer = CareLedgerClient(cluster.insurer_signer.key, ledger)
+    with pytest.raises(errors.GatewayRefused) as refused:
+        insurer.read_record(bytes.fromhex(str(claim["recordId"])[2:]), Purpose.HPAYMT)
+    assert refused.value.status == 403
+
+    now = int(time.time())
+    grant = Grant(patient.address, cluster.insurer.address, mask([Category.CLAIMS]), mask([Purpose.HPAYMT]),
+                  now - 60, now + 86400, 1, now + 600)  # fmt: skip
+    granted = CareLedgerClient(patient.key, ledger).grant(url, grant)
+    assert granted["status"] == "done", granted
+    consent_id = bytes.fromhex(granted["result"]["consentId"][2:])
+
+    read = insurer.read_record(bytes.fromhex(str(claim["recordId"])[2:]), Purpose.HPAYMT)
+    assert read.resource["resourceType"] == "Claim" and read.consent_id == consent_id
+    with pytest.raises(errors.GatewayRefused) as refused:
+        insurer.read_record(bytes.fromhex(str(lab["recordId"])[2:]), Purpose.HPAYMT)
+    assert refused.value.status == 403 and "OBSERVATIONS" in refused.value.detail
+
+    # The disclosure reaches the chain with the insurer's own signature.
+    def logged() -> bool:
+        events = ledger.access.contract.events.AccessLogged().get_logs(
+            from_block=ledger.deployment.deployment_block,
+            argument_filters={"recordId": read.record_id},
+        )
+        return any(e["args"]["requester"] == insurer.address for e in events)
+
+    _wait(logged)
+
+    revocation = Revocation(patient.address, consent_id, 2, now + 600)
+    assert CareLedgerClient(patient.key, ledger).revoke(url, revocation)["status"] == "done"
+    with pytest.raises(errors.GatewayRefused) as refused:
+        insurer.read_record(bytes.fromhex(str(claim["recordId"])[2:]), Purpose.HPAYMT)
+    assert refused.value.status == 403
+
+
+def test_changed_content_is_a_new_version_that_supersedes(
+    cluster: Cluster, gateway_a: GatewayProcess
+) -> None:
+    patient = Account.create()
+    _enroll(cluster, gateway_a.url, patient, "Patient/example")
+    staff = CareLedgerClient(dev_key(10), cluster.ledger)
+    observation = json.loads((FIXTURES / "r4-examples" / "Observation-f001.json").read_text())
+    observation["subject"] = {"reference": "Patient/example"}
+    staff.post_fhir(gateway_a.url, observation)
+    changed = copy.deepcopy(observation)
+    changed["valueQuantity"]["value"] = 7.1
+    staff.post_fhir(gateway_a.url, changed)
+    versions = [r for r in _records(cluster, gateway_a.url, patient) if r["resourceId"] == "f001"]
+    assert [v["version"] for v in versions] == [1, 2]
+    assert versions[1]["supersedes"] == versions[0]["recordId"]
