@@ -29,7 +29,7 @@ from careledger.api import schemas
 from careledger.api.problems import FHIR_CONTENT_TYPE, PROBLEM_CONTENT_TYPE, outcome, problem, status_of
 from careledger.codes import Purpose, categories_of, purposes_of
 from careledger.config import Settings
-from careledger.services import access, consent, enrollment, fhir, ingest
+from careledger.services import access, accounting, consent, enrollment, erasure, fhir, ingest
 from careledger.services.gateway import Gateway, build_gateway
 from careledger.services.jobs import JobStatus, job_status
 from careledger.services.records import list_records
@@ -341,6 +341,61 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         headers = _proof_headers(disclosed)
         return Response(disclosed.content, 200, headers=headers, media_type=FHIR_CONTENT_TYPE)
 
+    @app.post(
+        "/records/{record_id}/erasure",
+        tags=["records"],
+        responses={
+            **ERRORS,
+            404: {"description": "Unknown record"},
+            409: {"description": "Retention hold"},
+            410: {"description": "Already erased"},
+        },
+        response_model=schemas.ErasurePublic,
+        summary="The patient's signed erasure: every version crypto-shredded, marked on chain",
+    )
+    def erase_record(
+        record_id: str, body: schemas.ErasureRequest, who: Signed, request: Request
+    ) -> JSONResponse:
+        result = erasure.erase(
+            request.app.state.gateway,
+            who,
+            _record_id(record_id),
+            body.nonce,
+            body.deadline,
+            _hex(body.signature),
+        )
+        public = schemas.ErasurePublic(
+            erased=["0x" + r.hex() for r in result.erased],
+            disclosedTo=result.disclosed_to,
+            chain=_job_public(result.chain) if result.chain else None,
+            keysRotated=result.keys_rotated,
+        )
+        return JSONResponse(public.model_dump(by_alias=True), 200)
+
+    @app.get(
+        "/patients/{patient}/disclosures",
+        tags=["records"],
+        responses=ERRORS,
+        response_model=list[schemas.DisclosurePublic],
+        summary="Accounting of disclosures of a pseudonym's records, at every custodian, from the chain",
+    )
+    def disclosures(patient: str, who: Signed, request: Request) -> list[schemas.DisclosurePublic]:
+        return [
+            schemas.DisclosurePublic(
+                when=d.when,
+                recordId="0x" + d.record_id.hex(),
+                custodian=d.custodian,
+                category=d.category.name,
+                requester=d.requester,
+                member=d.member,
+                purpose=d.purpose.name,
+                breakGlass=d.break_glass,
+                consentId="0x" + d.consent_id.hex() if d.consent_id else None,
+                txHash=d.tx_hash,
+            )
+            for d in accounting.disclosures_of(request.app.state.gateway, who, patient)
+        ]
+
     # ------------------------------------------------------------------ consent
 
     @app.post(
@@ -436,10 +491,14 @@ def _update_gauges(metrics: Metrics, state: dict[str, Any]) -> None:
         metrics.chain_head.set(state["chainHead"])
 
 
-def _job(status: JobStatus) -> JSONResponse:
-    body = schemas.JobPublic(
+def _job_public(status: JobStatus) -> schemas.JobPublic:
+    return schemas.JobPublic(
         job=status.job_id, kind=status.kind, status=status.status, result=status.result, error=status.error
     )
+
+
+def _job(status: JobStatus) -> JSONResponse:
+    body = _job_public(status)
     code = {"done": 200, "failed": 422}.get(status.status, 202)
     return JSONResponse(body.model_dump(), code)
 

@@ -107,3 +107,31 @@ class Problem(BaseModel):
     title: str
     status: int
     detail: str
+
+
+class ErasureRequest(Strict):
+    nonce: int = Field(ge=0, lt=2**256)
+    deadline: int = Field(ge=0, lt=2**256)
+    signature: str = Field(pattern=SIGNATURE, description="The patient's EIP-712 Erasure signature.")
+
+
+class ErasurePublic(BaseModel):
+    erased: list[str] = Field(description="Record ids of the versions shredded now")
+    disclosed_to: list[str] = Field(alias="disclosedTo", description="Members any version was disclosed to")
+    chain: JobPublic | None = Field(description="The on-chain erasure mark; null if never anchored")
+    keys_rotated: bool = Field(alias="keysRotated")
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class DisclosurePublic(BaseModel):
+    when: int
+    record_id: str = Field(alias="recordId")
+    custodian: str
+    category: str
+    requester: str
+    member: str | None
+    purpose: str
+    break_glass: bool = Field(alias="breakGlass")
+    consent_id: str | None = Field(alias="consentId")
+    tx_hash: str = Field(alias="txHash")
+    model_config = ConfigDict(populate_by_name=True)

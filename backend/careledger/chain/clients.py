@@ -170,6 +170,22 @@ def expand_signature(r: bytes, vs: bytes) -> bytes:
 
 
 @dataclass(frozen=True)
+class LoggedDisclosure:
+    """A disclosure as the AccessLogged event tells it."""
+
+    record_id: bytes
+    requester: str
+    purpose: int
+    break_glass: bool
+    checked_block: int
+    basis: bytes
+    request_hash: bytes
+    signature: bytes
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
 class LogReceipt:
     batch_id: int
     count: int
@@ -461,6 +477,22 @@ class RecordRegistryClient(_ContractClient):
             bytes(a["supersedes"]),
         )
 
+    def anchored_for(self, patient: str) -> list[merkle.AnchoredRecord]:
+        """Every record anchored for a pseudonym, in chain order (batch id unknown: -1)."""
+        logs = self._logs("RecordAnchored", {"patient": Web3.to_checksum_address(patient)})
+        return [
+            merkle.AnchoredRecord(
+                -1,
+                a["patient"],
+                a["custodian"],
+                bytes(a["recordId"]),
+                int(a["category"]),
+                bytes(a["commitment"]),
+                bytes(a["supersedes"]),
+            )
+            for a in (e["args"] for e in logs)
+        ]
+
     def enrollment_of(self, patient: str, custodian: str) -> bytes | None:
         value = bytes(self._call(self.contract.functions.enrollmentOf(patient, custodian)))
         return None if value == b"\x00" * 32 else value
@@ -499,6 +531,29 @@ class AccessLogClient(_ContractClient):
 
     def log(self, by: Sender, entries: Sequence[Disclosure]) -> LogReceipt:
         return self.logged(self._transact(by, self.log_call(entries)))
+
+    def entries_for(self, record_ids: Sequence[bytes]) -> list[LoggedDisclosure]:
+        """Every disclosure logged for these records, in chain order."""
+        found: list[LoggedDisclosure] = []
+        for start in range(0, len(record_ids), 100):  # keep each topic filter a sane size
+            chunk = list(record_ids[start : start + 100])
+            for e in self._logs("AccessLogged", {"recordId": chunk}):
+                a = e["args"]
+                found.append(
+                    LoggedDisclosure(
+                        record_id=bytes(a["recordId"]),
+                        requester=a["requester"],
+                        purpose=int(a["purpose"]),
+                        break_glass=bool(a["breakGlass"]),
+                        checked_block=int(a["checkedBlock"]),
+                        basis=bytes(a["basis"]),
+                        request_hash=bytes(a["requestHash"]),
+                        signature=expand_signature(bytes(a["sigR"]), bytes(a["sigVS"])),
+                        block_number=int(e["blockNumber"]),
+                        tx_hash=e["transactionHash"].to_0x_hex(),
+                    )
+                )
+        return sorted(found, key=lambda d: d.block_number)
 
     def max_check_lag(self) -> int:
         return int(self._call(self.contract.functions.maxCheckLag()))
@@ -541,6 +596,12 @@ class Ledger:
     @property
     def record_domain(self) -> Domain:
         return Domain(RECORD_DOMAIN, self.deployment.chain_id, self.deployment.address("RecordRegistry"))
+
+    def block_timestamp(self, number: int) -> int:
+        try:
+            return int(self.w3.eth.get_block(number)["timestamp"])
+        except (OSError, ConnectionError) as exc:
+            raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
 
     def block_number(self) -> int:
         try:

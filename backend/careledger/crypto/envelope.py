@@ -42,8 +42,14 @@ class AesGcmKek:
         if len(key) != KEY_BYTES:
             raise ValueError("a key-encryption key is 32 bytes")
         self._aead = AESGCM(key)
+        self._raw = key
         self._key_id = key_id
         self._random = random_bytes
+
+    @property
+    def raw(self) -> bytes:
+        """The key itself: for writing the key file only."""
+        return self._raw
 
     @property
     def key_id(self) -> str:

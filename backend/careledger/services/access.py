@@ -12,7 +12,9 @@ from eth_utils.crypto import keccak
 from careledger import errors
 from careledger.codes import Category, Purpose, Role
 from careledger.crypto.envelope import SealedRecord, open_record, record_aad
+from careledger.services import keys
 from careledger.services.gateway import Gateway
+from careledger.services.keys import record_key
 from careledger.services.requests import Principal
 from careledger.store.models import DisclosureRow, PatientRow, RecordRow
 from careledger.store.repositories import Disclosures, Patients, Records
@@ -39,11 +41,6 @@ class Disclosed:
     consent_id: bytes | None
     checked_block: int | None
     break_glass: bool
-
-
-def record_key(custodian: str, patient: str, resource_type: str, resource_id: str) -> bytes:
-    """The logical name a record's ciphertext is bound to (see crypto.envelope.record_aad)."""
-    return f"{custodian}|{patient}|{resource_type}/{resource_id}".encode()
 
 
 def read_record(gw: Gateway, principal: Principal, record_id: bytes, purpose: Purpose) -> Disclosed:
@@ -117,7 +114,11 @@ def _open(
         record_key(gw.custodian, patient.address, row.resource_type, row.resource_id), row.version
     )
     sealed = SealedRecord(row.ciphertext, row.sealed_meta, row.wrapped_key, row.kek_id)
-    content, meta = open_record(sealed, aad, gw.kek)
+    try:
+        content, meta = open_record(sealed, aad, gw.kek)
+    except errors.DecryptionFailed:
+        keys.reload(gw)  # another process may have rotated the KEK
+        content, meta = open_record(sealed, aad, gw.kek)
     return Disclosed(
         content=content,
         record_id=row.record_id,

@@ -17,8 +17,7 @@ from careledger.chain.clients import Ledger
 from careledger.chain.deployment import Deployment
 from careledger.codes import MemberStatus, Role
 from careledger.config import Settings
-from careledger.crypto.envelope import KeyEncryptionKey
-from careledger.crypto.keyfile import load_key_file
+from careledger.crypto.keyfile import KeyRing, load_key_file
 from careledger.errors import ConfigurationError, KeyFileError
 from careledger.services.relayer import Relayer
 from careledger.store.db import Database
@@ -31,7 +30,7 @@ class Gateway:
     db: Database
     ledger: Ledger
     custodian: str
-    kek: KeyEncryptionKey
+    kek: KeyRing
     clock: Callable[[], float] = time.time
     random_bytes: Callable[[int], bytes] = os.urandom
     relayer: Relayer | None = None
@@ -42,10 +41,19 @@ class Gateway:
         """Run the relayer in a background thread (it sends only while it holds the lease)."""
         if self.relayer is None or self._thread is not None:
             return
+        self.relayer.housekeeping = self._rotate_if_requested
         self._thread = threading.Thread(
             target=self.relayer.run, args=(self._stop,), name="relayer", daemon=True
         )
         self._thread.start()
+
+    def _rotate_if_requested(self) -> bool:
+        from careledger.services import keys  # keys needs Gateway for typing only
+
+        if not keys.rotation_requested(self):
+            return False
+        keys.rotate(self)
+        return True
 
     def close(self) -> None:
         self._stop.set()

@@ -17,9 +17,10 @@ from careledger.chain.merkle import record_id_of
 from careledger.codes import Role
 from careledger.crypto.commitments import commitment_from_digests, sha256
 from careledger.crypto.envelope import open_meta, record_aad, seal_record
+from careledger.crypto.keyfile import KeyRing
 from careledger.services import fhir
-from careledger.services.access import record_key
 from careledger.services.gateway import Gateway
+from careledger.services.keys import record_key, sealing_key
 from careledger.services.requests import Principal
 from careledger.store.models import PatientRow, RecordRow
 from careledger.store.repositories import Patients, Records
@@ -111,11 +112,13 @@ def _store(
             raise errors.Conflict(
                 f"{patient_ref} is not enrolled at this custodian: enroll the patient first"
             )
-        return [_store_version(gw, Records(s), patient, t, i, r) for t, i, r in entries]
+        kek = sealing_key(gw, s)
+        return [_store_version(gw, kek, Records(s), patient, t, i, r) for t, i, r in entries]
 
 
 def _store_version(
     gw: Gateway,
+    kek: KeyRing,
     records: Records,
     patient: PatientRow,
     resource_type: str,
@@ -129,7 +132,7 @@ def _store_version(
         if latest.status == "erased":
             raise errors.Conflict(f"{resource_type}/{resource_id} was erased at the patient's request")
         assert latest.sealed_meta is not None and latest.wrapped_key is not None
-        meta = open_meta(latest.sealed_meta, latest.wrapped_key, record_aad(key, latest.version), gw.kek)
+        meta = open_meta(latest.sealed_meta, latest.wrapped_key, record_aad(key, latest.version), kek)
         if meta.plaintext_sha256 == sha256(content):
             return fhir.EntryResult(
                 resource_type,
@@ -142,7 +145,7 @@ def _store_version(
             )
     version = 1 if latest is None else latest.version + 1
     salt = gw.random_bytes(32)
-    sealed = seal_record(content, salt, record_aad(key, version), gw.kek, random_bytes=gw.random_bytes)
+    sealed = seal_record(content, salt, record_aad(key, version), kek, random_bytes=gw.random_bytes)
     ciphertext_sha256 = sha256(sealed.ciphertext)
     commitment = commitment_from_digests(salt, sha256(content), ciphertext_sha256)
     record_id = record_id_of(gw.custodian, patient.address, commitment)

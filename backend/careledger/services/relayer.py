@@ -71,6 +71,8 @@ class Relayer:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.stats = RelayerStats()
         self._retry_after = 0.0
+        # Work that must run in the one lease-holding process, e.g. a requested KEK rotation.
+        self.housekeeping: Callable[[], bool] | None = None
 
     # ------------------------------------------------------------------ loop
 
@@ -92,7 +94,12 @@ class Relayer:
             return False
         if self._settle():
             return True  # a transaction is still in flight: wait for it
-        return self._next_job() or self._anchor_due() or self._log_due()
+        return (
+            self._next_job()
+            or self._anchor_due()
+            or self._log_due()
+            or (self.housekeeping is not None and self.housekeeping())
+        )
 
     def drain(self, timeout: float = 30.0) -> None:
         """Step until nothing is left to do (for tests and orderly shutdown)."""

@@ -67,5 +67,15 @@ class Database:
         except OperationalError:
             return False
 
+    def reclaim(self) -> None:
+        """Push freed and rewritten pages out of the journals: SQLite checkpoints its WAL and
+        truncates it; PostgreSQL vacuums the records table. (What stays behind in either is
+        sealed under keys that rotation destroyed.)"""
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            else:
+                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM records")
+
     def dispose(self) -> None:
         self.engine.dispose()

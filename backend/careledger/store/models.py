@@ -192,3 +192,12 @@ class RetentionHoldRow(Base):
     resource_type: Mapped[str | None] = mapped_column(String(64))
     basis: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class GatewayStateRow(Base):
+    """Small facts every process of a gateway must agree on (e.g. which KEK is current)."""
+
+    __tablename__ = "gateway_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

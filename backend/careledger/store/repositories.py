@@ -15,6 +15,7 @@ from careledger.store.models import (
     ChainJobRow,
     ChainTxRow,
     DisclosureRow,
+    GatewayStateRow,
     LeaseRow,
     NonceRow,
     PatientRow,
@@ -284,3 +285,25 @@ class RetentionHolds:
         self.s.add(row)
         self.s.flush()
         return row
+
+
+class GatewayState:
+    """Named values shared by a gateway's processes; `read(..., lock=True)` holds a share lock
+    (PostgreSQL) so a rotation cannot change the value under a running transaction."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    def read(self, name: str, *, lock: bool = False) -> str | None:
+        query = select(GatewayStateRow.value).where(GatewayStateRow.name == name)
+        if lock:
+            query = query.with_for_update(read=True)
+        return self.s.scalar(query)
+
+    def write(self, name: str, value: str) -> None:
+        row = self.s.scalar(select(GatewayStateRow).where(GatewayStateRow.name == name).with_for_update())
+        if row is None:
+            self.s.add(GatewayStateRow(name=name, value=value))
+        else:
+            row.value = value
+        self.s.flush()

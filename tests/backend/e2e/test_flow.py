@@ -86,8 +86,16 @@ def test_consented_read_flow(cluster: Cluster, gateway_a: GatewayProcess) -> Non
     assert refused.value.status == 403
 
     now = int(time.time())
-    grant = Grant(patient.address, cluster.insurer.address, mask([Category.CLAIMS]), mask([Purpose.HPAYMT]),
-                  now - 60, now + 86400, 1, now + 600)  # fmt: skip
+    grant = Grant(
+        patient.address,
+        cluster.insurer.address,
+        mask([Category.CLAIMS]),
+        mask([Purpose.HPAYMT]),
+        now - 60,
+        now + 86400,
+        1,
+        now + 600,
+    )
     granted = CareLedgerClient(patient.key, ledger).grant(url, grant)
     assert granted["status"] == "done", granted
     consent_id = bytes.fromhex(granted["result"]["consentId"][2:])

@@ -18,7 +18,7 @@ from careledger.crypto.envelope import (
     seal,
     seal_record,
 )
-from careledger.crypto.keyfile import create_key_file, load_key_file
+from careledger.crypto.keyfile import create_key_file, load_key_file, raw_keys, write_key_file
 from careledger.errors import DecryptionFailed, KeyFileError
 
 
@@ -84,10 +84,11 @@ def test_key_file_round_trip_and_refusals(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     kek = load_key_file(path)
     assert kek.key_id.startswith("kek-") and path.read_text().strip()[:16] not in kek.key_id
+    assert len(kek.keys) == 1
     with pytest.raises(KeyFileError, match="refusing to overwrite"):
         create_key_file(path)
     (tmp_path / "short.hex").write_text("abcd")
-    with pytest.raises(KeyFileError, match="holds 2 bytes"):
+    with pytest.raises(KeyFileError, match="line 1 holds 2 bytes"):
         load_key_file(tmp_path / "short.hex")
     with pytest.raises(KeyFileError, match="cannot read"):
         load_key_file(tmp_path / "absent.hex")
@@ -106,3 +107,22 @@ def test_sealed_record_opens_with_its_commitment_secrets() -> None:
     # The meta blob cannot be passed off as the record's content, nor the reverse.
     with pytest.raises(DecryptionFailed):
         open_record(SealedRecord(sealed.sealed_meta, sealed.ciphertext, sealed.wrapped_key, "k"), aad, kek)
+
+
+def test_key_ring_rotation_keeps_old_keys_until_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "kek.hex"
+    create_key_file(path)
+    old = load_key_file(path)
+    aad = record_aad(b"r", 1)
+    wrapped = old.wrap(b"\x01" * 32, aad)
+    fresh = bytes(range(32))
+    write_key_file(path, [fresh, *raw_keys(old)])
+    during = load_key_file(path)
+    assert during.key_id != old.key_id and during.unwrap(wrapped, aad) == b"\x01" * 32
+    rewrapped = during.wrap(during.unwrap(wrapped, aad), aad)
+    write_key_file(path, [fresh])
+    after = load_key_file(path)
+    assert after.unwrap(rewrapped, aad) == b"\x01" * 32
+    with pytest.raises(DecryptionFailed):
+        after.unwrap(wrapped, aad)
+    assert old.keys[0].raw.hex() not in path.read_text()

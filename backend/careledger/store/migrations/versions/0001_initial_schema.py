@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 04:15:36.020462
+Create Date: 2026-11-23 04:39:21.594690
 """
 
 from __future__ import annotations
@@ -33,6 +33,12 @@ def upgrade() -> None:
         sa.Column("mined_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("tx_hash"),
+    )
+    op.create_table(
+        "gateway_state",
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
     )
     op.create_table(
         "leases",
@@ -209,5 +215,6 @@ def downgrade() -> None:
 
     op.drop_table("nonces")
     op.drop_table("leases")
+    op.drop_table("gateway_state")
     op.drop_table("chain_txs")
     # ### end Alembic commands ###

@@ -1,0 +1,222 @@
+"""Erasure over HTTP: crypto-shredded for good, marked on chain, refused under a legal hold;
+and the patient's accounting of disclosures, built from chain events."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from careledger import errors
+from careledger.chain.devnet import dev_key
+from careledger.chain.eip712 import Erasure, Grant
+from careledger.client import CareLedgerClient
+from careledger.codes import Category, Purpose, mask
+from careledger.crypto.envelope import record_aad
+from careledger.crypto.keyfile import load_key_file
+from careledger.services.keys import record_key
+from careledger.store.db import Database
+from careledger.store.models import RetentionHoldRow
+from careledger.store.repositories import Patients, Records, RetentionHolds
+from tests.backend.gateways import GatewayProcess, running_gateway
+from tests.backend.support import Cluster
+
+pytestmark = pytest.mark.integration
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "fhir"
+
+
+@pytest.fixture
+def gateway_a(cluster: Cluster, database_url: str, tmp_path: Path) -> Iterator[GatewayProcess]:
+    with running_gateway(cluster.devnet, cluster.clinic, dev_key(15), database_url, tmp_path / "a") as gw:
+        yield gw
+
+
+def _wait(predicate: object, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def _patient_with_claim(cluster: Cluster, url: str) -> tuple[LocalAccount, dict[str, object]]:
+    patient = Account.create()
+    staff = CareLedgerClient(dev_key(10), cluster.ledger)
+    offer = staff.start_enrollment(url, patient.address, "Patient/example")
+    me = CareLedgerClient(patient.key, cluster.ledger)
+    assert me.complete_enrollment(url, offer["typedData"])["status"] == "done"
+    staff.post_fhir(url, json.loads((FIXTURES / "transaction-bundle.json").read_text()))
+
+    def records() -> list[dict[str, object]]:
+        return me.call("GET", f"{url}/patients/{patient.address}/records")  # type: ignore[no-any-return]
+
+    _wait(lambda: {r["status"] for r in records()} == {"anchored"})
+    return patient, next(r for r in records() if r["resourceType"] == "Claim")
+
+
+def _erase(
+    cluster: Cluster, url: str, patient: LocalAccount, record_id: bytes, nonce: int
+) -> dict[str, object]:
+    erasure = Erasure(patient.address, record_id, nonce, int(time.time()) + 600)
+    signature = erasure.sign(patient.key, cluster.ledger.record_domain)
+    body = {"nonce": nonce, "deadline": erasure.deadline, "signature": "0x" + signature.hex()}
+    me = CareLedgerClient(patient.key, cluster.ledger)
+    return me.call("POST", f"{url}/records/0x{record_id.hex()}/erasure", body)  # type: ignore[no-any-return]
+
+
+def _db_files(database_url: str) -> list[Path]:
+    path = Path(database_url.removeprefix("sqlite:///"))
+    return [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-journal")) if p.exists()]
+
+
+def test_erasure_shreds_for_good_and_is_marked_on_chain(
+    cluster: Cluster, gateway_a: GatewayProcess, database_url: str
+) -> None:
+    url, ledger = gateway_a.url, cluster.ledger
+    patient, claim = _patient_with_claim(cluster, url)
+    record_id = bytes.fromhex(str(claim["recordId"])[2:])
+
+    now = int(time.time())
+    grant = Grant(
+        patient.address,
+        cluster.insurer.address,
+        mask([Category.CLAIMS]),
+        mask([Purpose.HPAYMT]),
+        now - 60,
+        now + 3600,
+        1,
+        now + 600,
+    )
+    CareLedgerClient(patient.key, ledger).grant(url, grant)
+    insurer = CareLedgerClient(cluster.insurer_signer.key, ledger)
+    insurer.read_record(record_id, Purpose.HPAYMT)
+
+    # Control: before the erasure the key file opens what the database holds.
+    db = Database(database_url)
+    with db.session() as s:
+        row = Records(s).by_record_id(record_id)
+        assert row is not None and row.wrapped_key and row.ciphertext and row.sealed_meta
+        wrapped, ciphertext, meta, version = row.wrapped_key, row.ciphertext, row.sealed_meta, row.version
+        owner = Patients(s).by_id(row.patient_id)
+        assert owner is not None
+    aad = record_aad(
+        record_key(cluster.clinic.address, owner.address, "Claim", str(claim["resourceId"])), version
+    )
+    kek_file = Path(gateway_a.env["CARELEDGER_KEK_FILE"])
+    assert len(load_key_file(kek_file).unwrap(wrapped, aad)) == 32
+
+    answer = _erase(cluster, url, patient, record_id, nonce=77)
+    assert answer["erased"] == ["0x" + record_id.hex()]
+    assert answer["disclosedTo"] == [cluster.insurer.address]
+    assert answer["keysRotated"] is True
+    assert answer["chain"]["status"] == "done", answer  # type: ignore[index]
+    assert ledger.records.is_erased(record_id)
+
+    with pytest.raises(errors.GatewayRefused) as gone:
+        insurer.read_record(record_id, Purpose.HPAYMT)
+    assert gone.value.status == 410
+
+    # Unrecoverable even with the database and the key file together.
+    with pytest.raises(errors.DecryptionFailed):
+        load_key_file(kek_file).unwrap(wrapped, aad)
+    with db.session() as s:
+        row = Records(s).by_record_id(record_id)
+        assert row is not None and row.status == "erased"
+        assert row.ciphertext is None and row.wrapped_key is None and row.sealed_meta is None
+    if database_url.startswith("sqlite"):
+        for path in _db_files(database_url):
+            blob = path.read_bytes()
+            for secret in (wrapped, ciphertext, meta):
+                assert blob.find(secret) == -1, f"{path.name} still holds erased bytes"
+    db.dispose()
+
+    # The patient's other records still open: rotation re-wrapped them.
+    lab = next(
+        r
+        for r in CareLedgerClient(patient.key, ledger).call(
+            "GET", f"{url}/patients/{patient.address}/records"
+        )
+        if r["resourceType"] == "Observation"
+    )
+    own = CareLedgerClient(patient.key, ledger).read_record(
+        bytes.fromhex(lab["recordId"][2:]), Purpose.PATRQT
+    )
+    assert own.resource["resourceType"] == "Observation"
+
+    with pytest.raises(errors.GatewayRefused) as again:
+        _erase(cluster, url, patient, record_id, nonce=78)
+    assert again.value.status == 410
+
+
+def test_erasure_under_retention_hold_is_refused_with_its_basis(
+    cluster: Cluster, gateway_a: GatewayProcess, database_url: str
+) -> None:
+    patient, claim = _patient_with_claim(cluster, gateway_a.url)
+    db = Database(database_url)
+    with db.session() as s:
+        owner = Patients(s).by_address(patient.address)
+        assert owner is not None
+        RetentionHolds(s).add(
+            RetentionHoldRow(
+                patient_id=owner.id,
+                resource_type="Claim",
+                basis="tax law: 10-year retention of claims",
+                created_at=datetime.now(UTC),
+            )
+        )
+    db.dispose()
+    with pytest.raises(errors.GatewayRefused) as held:
+        _erase(cluster, gateway_a.url, patient, bytes.fromhex(str(claim["recordId"])[2:]), nonce=5)
+    assert held.value.status == 409 and "10-year retention" in held.value.detail
+
+
+def test_erasure_by_someone_else_is_refused(cluster: Cluster, gateway_a: GatewayProcess) -> None:
+    _, claim = _patient_with_claim(cluster, gateway_a.url)
+    stranger = Account.create()
+    with pytest.raises(errors.GatewayRefused) as refused:
+        _erase(cluster, gateway_a.url, stranger, bytes.fromhex(str(claim["recordId"])[2:]), nonce=1)
+    assert refused.value.status == 403
+
+
+def test_accounting_lists_disclosures_from_the_chain(cluster: Cluster, gateway_a: GatewayProcess) -> None:
+    url, ledger = gateway_a.url, cluster.ledger
+    patient, claim = _patient_with_claim(cluster, url)
+    record_id = bytes.fromhex(str(claim["recordId"])[2:])
+    now = int(time.time())
+    grant = Grant(
+        patient.address,
+        cluster.insurer.address,
+        mask([Category.CLAIMS]),
+        mask([Purpose.HPAYMT]),
+        now - 60,
+        now + 3600,
+        3,
+        now + 600,
+    )
+    consent_id = CareLedgerClient(patient.key, ledger).grant(url, grant)["result"]["consentId"]
+    CareLedgerClient(cluster.insurer_signer.key, ledger).read_record(record_id, Purpose.HPAYMT)
+    me = CareLedgerClient(patient.key, ledger)
+
+    def history() -> list[dict[str, object]]:
+        return me.call("GET", f"{url}/patients/{patient.address}/disclosures")  # type: ignore[no-any-return]
+
+    _wait(lambda: len(history()) == 1)
+    (entry,) = history()
+    assert entry["recordId"] == "0x" + record_id.hex()
+    assert entry["member"] == cluster.insurer.address and entry["requester"] == cluster.insurer_signer.address
+    assert (entry["purpose"], entry["category"], entry["breakGlass"]) == ("HPAYMT", "CLAIMS", False)
+    assert entry["consentId"] == consent_id and str(entry["txHash"]).startswith("0x")
+    auditor = CareLedgerClient(dev_key(14), ledger)
+    assert len(auditor.call("GET", f"{url}/patients/{patient.address}/disclosures")) == 1
+    with pytest.raises(errors.GatewayRefused) as refused:
+        CareLedgerClient(cluster.insurer_signer.key, ledger).call(
+            "GET", f"{url}/patients/{patient.address}/disclosures"
+        )
+    assert refused.value.status == 403
