@@ -123,7 +123,7 @@ class SignatureMalformed(AuthenticationFailed):
 
 
 class SignatureExpired(AuthenticationFailed):
-    """`created` is too old or `expires` has passed (beyond the allowed clock skew)."""
+    """`expires` has passed beyond the clock skew (which also bounds how old `created` may be)."""
 
 
 class SignatureNotYetValid(AuthenticationFailed):

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_defunct
-from eth_utils.address import is_address, to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from careledger import errors
 
@@ -216,9 +216,6 @@ def verify_request(
     _check_times(params, time.time() if now is None else now)
     if lower["content-digest"].strip() != content_digest(body):
         raise errors.DigestMismatch("Content-Digest does not match the body (sha-256 expected)")
-    if not is_address(params.keyid):
-        raise errors.SignatureMalformed("keyid is not an Ethereum address")
-
     covered = {c: lower[c] for c in params.components[3:]}
     base = signature_base(method, target_uri, lower["content-digest"].strip(), covered, params)
     digest = message_hash(base)
@@ -242,10 +239,17 @@ def _check_times(params: SignatureParams, now: float) -> None:
         raise errors.SignatureExpired("signature expired")
 
 
+SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
+
+
 def _signed_by(
     keyid: str, digest: bytes, signature: bytes, contract_check: ContractSignatureCheck | None
 ) -> bool:
     if len(signature) == 65 and signature[64] in (27, 28):
+        if int.from_bytes(signature[32:64], "big") > SECP256K1_HALF_N:
+            # EIP-2: the high-s twin of a valid signature verifies too, and could not be
+            # logged on chain in compact form.
+            raise errors.SignatureMalformed("signature s is not in the lower half of the curve order (EIP-2)")
         try:
             if Account._recover_hash(digest, signature=signature) == keyid:
                 return True

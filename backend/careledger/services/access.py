@@ -58,6 +58,11 @@ def read_record(gw: Gateway, principal: Principal, record_id: bytes, purpose: Pu
         if row.status != "anchored":
             raise errors.Conflict("this record is not anchored yet; retry in a moment")
     member = principal.require_member()
+    if len(principal.request.signature) != 65:
+        # The access log carries the reader's 65-byte signature; contract keys sign otherwise.
+        raise errors.Forbidden(
+            "reading records needs an EOA signing key (a 65-byte signature) to log on chain"
+        )
     headers = principal.request.headers
     if purpose in BREAK_GLASS_PURPOSES and REASON_HEADER in headers:
         return _break_glass(gw, principal, member, row, patient, purpose, headers)
@@ -161,6 +166,7 @@ def _log(
                 basis=basis,
                 request_hash=principal.request.message_hash,
                 signature=principal.request.signature,
+                signature_base=principal.request.signature_base,
                 acting_user=actor,
                 reason=reason,
                 status="pending",

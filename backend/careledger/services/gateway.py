@@ -62,6 +62,18 @@ class Gateway:
         self.db.dispose()
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _check_endpoint_scheme(endpoint: str) -> None:
+    """https in production; plain http only on loopback (DESIGN.md)."""
+    scheme, _, authority = origin_of(endpoint).partition("://")
+    host = authority.split("]")[0] + "]" if authority.startswith("[") else authority.rsplit(":", 1)[0]
+    if scheme == "https" or (scheme == "http" and host in LOOPBACK):
+        return
+    raise ConfigurationError(f"endpoint {endpoint!r} must be https (plain http only on loopback)")
+
+
 def load_private_key(path: Path) -> bytes:
     try:
         text = path.read_text().strip()
@@ -83,6 +95,7 @@ def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
     if not settings.endpoint:
         raise ConfigurationError("CARELEDGER_ENDPOINT must be this gateway's registered endpoint URL")
     custodian = to_checksum_address(settings.member_address)
+    _check_endpoint_scheme(settings.endpoint)
     if migrate:
         upgrade(settings.database_url)
     db = Database(settings.database_url)

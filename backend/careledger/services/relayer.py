@@ -23,13 +23,22 @@ from typing import Any
 
 from careledger import errors
 from careledger.chain import merkle
-from careledger.chain.clients import Disclosure, Ledger, RecordEntry
+from careledger.chain.clients import Disclosure, Ledger, RecordEntry, compact_signature
 from careledger.chain.eip712 import Enrollment, Erasure, Grant, Revocation
 from careledger.chain.sender import Call, Receipt, Sender, SignedTx
 from careledger.config import Settings
 from careledger.store.db import Database, Session
 from careledger.store.models import AnchorBatchRow, ChainTxRow, DisclosureRow
-from careledger.store.repositories import Batches, ChainJobs, ChainTxs, Disclosures, Leases, Patients, Records
+from careledger.store.repositories import (
+    Batches,
+    ChainJobs,
+    ChainTxs,
+    Disclosures,
+    Leases,
+    Nonces,
+    Patients,
+    Records,
+)
 
 log = logging.getLogger("careledger.relayer")
 LEASE = "relayer"
@@ -71,6 +80,7 @@ class Relayer:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.stats = RelayerStats()
         self._retry_after = 0.0
+        self._next_purge = 0.0
         # Work that must run in the one lease-holding process, e.g. a requested KEK rotation.
         self.housekeeping: Callable[[], bool] | None = None
 
@@ -98,8 +108,18 @@ class Relayer:
             self._next_job()
             or self._anchor_due()
             or self._log_due()
+            or self._purge_nonces()
             or (self.housekeeping is not None and self.housekeeping())
         )
+
+    def _purge_nonces(self) -> bool:
+        """Forget nonces whose signatures expired (at most once a minute); never counts as work."""
+        if self.clock() < self._next_purge:
+            return False
+        self._next_purge = self.clock() + 60
+        with self.db.session() as s:
+            Nonces(s).purge(int(self.clock()))
+        return False
 
     def drain(self, timeout: float = 30.0) -> None:
         """Step until nothing is left to do (for tests and orderly shutdown)."""
@@ -371,6 +391,15 @@ class Relayer:
             oldest = min((d.created_at for d in pending), default=None)
             if not self._due(oldest, len(pending), cap, self.settings.log_batch_max_age_s):
                 return False
+            for row in pending:
+                if not _loggable(row):  # never let one bad row stall the whole log
+                    row.status = "unloggable"
+                    log.error(
+                        "disclosure %s cannot be logged on chain (signature not 65-byte r||s||v)", row.id
+                    )
+            pending = [d for d in pending if d.status == "pending"]
+            if not pending:
+                return True
             ids = [d.id for d in pending]
             entries = [_disclosure(d) for d in pending]
         signed = self.sender.sign("AccessLog", self.ledger.access.log_call(entries))
@@ -397,6 +426,14 @@ def _revert_bytes(exc: Exception) -> bytes:
     if isinstance(data, str) and data.startswith("0x"):
         return bytes.fromhex(data[2:])
     return b""
+
+
+def _loggable(row: DisclosureRow) -> bool:
+    try:
+        compact_signature(row.signature)
+    except errors.InvalidSignatureFormat:
+        return False
+    return True
 
 
 def _disclosure(row: DisclosureRow) -> Disclosure:

@@ -154,6 +154,8 @@ class DisclosureRow(Base):
     basis: Mapped[bytes] = mapped_column(LargeBinary(32))
     request_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     signature: Mapped[bytes] = mapped_column(LargeBinary(65))
+    # What the reader signed, kept so an auditor can rebuild the request, not only its hash.
+    signature_base: Mapped[str] = mapped_column(Text)
     acting_user: Mapped[str | None] = mapped_column(String(256))
     reason: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16))  # pending | sending | logged

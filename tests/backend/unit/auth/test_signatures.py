@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from eth_account import Account
 
@@ -135,3 +137,14 @@ def test_malformed_headers_are_refused(header: str, value: str, message: str) ->
 def test_unsigned_request_is_refused() -> None:
     with pytest.raises(errors.SignatureMissing):
         verify_request(method="GET", target_uri=URI, body=b"", headers={}, now=CREATED)
+
+
+def test_high_s_twin_of_a_valid_signature_is_refused() -> None:
+    headers = _signed()
+    raw = base64.b64decode(headers["signature"][len("sig1=:") : -1])
+    n = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+    s = n - int.from_bytes(raw[32:64], "big")
+    twin = raw[:32] + s.to_bytes(32, "big") + bytes([55 - raw[64]])  # v flips between 27 and 28
+    forged = {**headers, "signature": "sig1=:" + base64.b64encode(twin).decode() + ":"}
+    with pytest.raises(errors.SignatureMalformed, match="EIP-2"):
+        verify_request(method="POST", target_uri=URI, body=BODY, headers=forged, now=CREATED)

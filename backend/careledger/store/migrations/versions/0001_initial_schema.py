@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 04:39:21.594690
+Create Date: 2026-11-23 04:45:24.882268
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ def upgrade() -> None:
         sa.Column("basis", sa.LargeBinary(length=32), nullable=False),
         sa.Column("request_hash", sa.LargeBinary(length=32), nullable=False),
         sa.Column("signature", sa.LargeBinary(length=65), nullable=False),
+        sa.Column("signature_base", sa.Text(), nullable=False),
         sa.Column("acting_user", sa.String(length=256), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
