@@ -105,3 +105,15 @@ def running_gateway(
         yield gateway
     finally:
         gateway.stop()
+
+
+def relayer_key_for(devnet: Devnet, admin: Sender, dev_index: int) -> bytes:
+    """Dev key `dev_index`, registered as `admin`'s relayer unless it already is."""
+    from careledger.chain.devnet import dev_key
+
+    key = dev_key(dev_index)
+    relayer = devnet.ledger.sender(key)
+    member, _ = devnet.ledger.members.key_of(relayer.address)
+    if member != admin.address:
+        devnet.ledger.members.set_relayer(admin, relayer.address)
+    return key
