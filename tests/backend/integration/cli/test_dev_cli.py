@@ -2,9 +2,8 @@ import json
 import signal
 import subprocess
 import sys
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 import httpx
 import pytest
