@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     log_batch_max: int = Field(default=200, ge=1, le=500)
     log_batch_max_age_s: float = 0.2
 
+    log_level: str = "INFO"
+
     # access
     consent_check_max_age_blocks: int = 2
     break_glass_per_hour: int = 5

@@ -3,7 +3,6 @@ check except the operational probes (/health, /ready, /metrics), which carry no 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +23,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from careledger import errors
+from careledger import errors, logs
 from careledger.api import schemas
 from careledger.api.problems import FHIR_CONTENT_TYPE, PROBLEM_CONTENT_TYPE, outcome, problem, status_of
 from careledger.codes import Purpose, categories_of, purposes_of
@@ -114,7 +113,8 @@ async def _no_receive() -> Message:
 def error_response(request: Request, exc: Exception) -> JSONResponse:
     status, kind = status_of(exc)
     if status == 500:
-        log.error("unexpected error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        log.error("unexpected error", extra={"fields": {"route": route, "error": type(exc).__name__}})
         detail = "internal error; it was logged without the request's data"
     else:
         detail = str(exc)
@@ -166,6 +166,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 def create_app(settings: Settings | None = None, gateway: Gateway | None = None) -> FastAPI:
     """The gateway app; builds its Gateway from settings unless one is given (tests)."""
     settings = settings or Settings()
+    logs.configure(settings.log_level)
     metrics = Metrics()
 
     @asynccontextmanager
@@ -195,17 +196,13 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         name = getattr(route, "path", "unmatched")
         metrics.requests.labels(name, request.method, str(response.status_code)).inc()
         metrics.latency.labels(name).observe(time.perf_counter() - started)
-        log.info(
-            json.dumps(
-                {
-                    "event": "http",
-                    "method": request.method,
-                    "route": name,
-                    "status": response.status_code,
-                    "ms": round((time.perf_counter() - started) * 1000, 2),
-                }
-            )
-        )
+        fields = {
+            "method": request.method,
+            "route": name,
+            "status": response.status_code,
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+        }
+        log.info("http", extra={"fields": fields})
         return response
 
     @app.exception_handler(errors.CareLedgerError)

@@ -147,7 +147,9 @@ class Relayer:
     def _backoff(self, exc: errors.CareLedgerError) -> None:
         self.stats.last_error = str(exc)
         self._retry_after = self.clock() + 1.0
-        log.warning("relayer: %s", exc)
+        log.warning(
+            "relayer backing off", extra={"fields": {"error": type(exc).__name__, "detail": str(exc)[:300]}}
+        )
 
     def _hold_lease(self) -> bool:
         now_ms = int(self.clock() * 1000)
@@ -182,6 +184,10 @@ class Relayer:
             self.sender.resync()  # the nonce was not used after all
             raise
         self.stats.txs_sent += 1
+        log.info(
+            "transaction sent",
+            extra={"fields": {"purpose": purpose, "tx": signed.tx_hash, "nonce": signed.nonce}},
+        )
         self.sender.broadcast(purpose, signed)
 
     def _settle(self) -> bool:

@@ -122,6 +122,13 @@ def test_consented_read_flow(cluster: Cluster, gateway_a: GatewayProcess) -> Non
         insurer.read_record(bytes.fromhex(str(claim["recordId"])[2:]), Purpose.HPAYMT)
     assert refused.value.status == 403
 
+    # The gateway's logs are JSON lines without PHI: no pseudonym, no local reference, no content.
+    lines = [json.loads(line) for line in gateway_a.log.read_text().splitlines() if line.startswith("{")]
+    assert any(entry.get("route") == "/records/{record_id}" for entry in lines)
+    text = gateway_a.log.read_text()
+    for secret in (patient.address, patient.address.lower(), "Patient/example", read.content.decode()[:40]):
+        assert secret not in text
+
 
 def test_changed_content_is_a_new_version_that_supersedes(
     cluster: Cluster, gateway_a: GatewayProcess
