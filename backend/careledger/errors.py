@@ -190,6 +190,14 @@ class RetentionHold(Conflict):
     """A legal retention hold refuses the erasure; the message gives its basis."""
 
 
+class HttpRefusal(CareLedgerError):
+    """A refusal decided by the HTTP framework itself (unknown path, wrong method, unreadable body)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        super().__init__(detail)
+
+
 class VerificationFailed(CareLedgerError):
     """What a gateway answered does not match what the chain holds."""
 

@@ -21,6 +21,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from careledger import errors, logs
@@ -217,6 +218,17 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
             request, errors.InvalidRequest(f"{where or 'body'}: {first.get('msg', 'invalid')}")
         )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def framework_refusal(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """404 for unknown paths, 405 for wrong methods, 400 for unreadable bodies: same shapes."""
+        detail = str(exc.detail)
+        if exc.status_code == 400 and "parsing the body" in detail:
+            detail = "the body is not a JSON document in UTF-8"
+        response = error_response(request, errors.HttpRefusal(exc.status_code, detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         return error_response(request, exc)
@@ -328,7 +340,12 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         summary="Read a record: the body is the committed FHIR JSON; headers carry the proof",
     )
     def read_record(
-        record_id: str, who: Signed, request: Request, purpose: Annotated[str, Query(pattern="^[A-Z]{4,7}$")]
+        record_id: str,
+        who: Signed,
+        request: Request,
+        purpose: Annotated[
+            str, Query(max_length=16, description="HL7 v3 ActReason, e.g. TREAT, HPAYMT, BTG")
+        ],
     ) -> Response:
         try:
             purpose_code = Purpose[purpose]
@@ -456,7 +473,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         summary="The state of a relayed message",
     )
     def job(job_id: int, who: Signed, request: Request) -> JSONResponse:
-        return _job(job_status(request.app.state.gateway, job_id))
+        return _job(job_status(request.app.state.gateway, job_id, asked_by=who))
 
     return app
 

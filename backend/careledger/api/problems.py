@@ -45,6 +45,8 @@ _FHIR_CODES = {
 
 
 def status_of(exc: Exception) -> tuple[int, str]:
+    if isinstance(exc, errors.HttpRefusal):
+        return exc.status, {404: "not-found", 405: "method-not-allowed"}.get(exc.status, "bad-request")
     for cls, status, kind in STATUS:
         if isinstance(exc, cls):
             return status, kind

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from eth_utils.address import is_address
+
 from careledger import errors
 from careledger.chain.eip712 import Grant, Revocation
 from careledger.codes import GRANTABLE_PURPOSES, Category, MemberStatus, mask
@@ -91,6 +93,8 @@ def submit_revocation(
 
 def consents_of(gw: Gateway, patient: str) -> list[ConsentView]:
     """A patient's consents as the chain tells them, with revocations applied."""
+    if not is_address(patient):
+        raise errors.NotFound("no such patient: a pseudonym is an Ethereum address")
     views: dict[bytes, ConsentView] = {}
     for event in gw.ledger.consents.history(patient):
         if event.kind == "granted":

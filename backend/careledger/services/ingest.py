@@ -88,19 +88,19 @@ def _single_entry(resource: dict[str, Any]) -> tuple[str, list[Entry]]:
 
 
 def _bundle_patient(entries: list[fhir.TransactionEntry]) -> str:
-    found = {ref for e in entries if (ref := fhir.patient_reference(e.resource)) is not None}
-    if len(found) != 1:
-        detail = "names no patient" if not found else f"is about {len(found)} patients"
-        raise fhir.FhirInvalid(
-            [
-                fhir.Issue(
-                    "business-rule",
-                    f"a transaction must be about one patient; this one {detail}",
-                    "Bundle.entry",
-                )
-            ]
-        )
-    return found.pop()
+    """The transaction's patient: its Patient entry, else the first entry that names one.
+    split_transaction then refuses, entry by entry, any resource about someone else."""
+    for entry in entries:
+        if entry.resource_type == "Patient":
+            return f"Patient/{entry.resource_id}"
+    for entry in entries:
+        reference = fhir.patient_reference(entry.resource)
+        if reference is not None:
+            return reference
+    issue = fhir.Issue(
+        "business-rule", "a transaction must be about one patient; this one names none", "Bundle.entry"
+    )
+    raise fhir.FhirInvalid([issue])
 
 
 def _store(

@@ -10,6 +10,7 @@ from typing import Any
 
 from careledger import errors
 from careledger.services.gateway import Gateway
+from careledger.services.requests import Principal
 from careledger.store.models import ChainJobRow
 from careledger.store.repositories import ChainJobs
 
@@ -40,11 +41,18 @@ def queue_job(gw: Gateway, kind: str, payload: dict[str, Any]) -> int:
         return row.id
 
 
-def job_status(gw: Gateway, job_id: int) -> JobStatus:
+def job_status(gw: Gateway, job_id: int, *, asked_by: Principal | None = None) -> JobStatus:
+    """A job's state; `asked_by`, if given, must be the job's patient or this custodian's staff."""
+    if not 1 <= job_id < 2**63:
+        raise errors.NotFound(f"no relay job {job_id}")
     with gw.db.session() as s:
         row = ChainJobs(s).by_id(job_id)
         if row is None:
             raise errors.NotFound(f"no relay job {job_id}")
+        if asked_by is not None and asked_by.member != gw.custodian:
+            patient = json.loads(row.payload)["message"]["patient"]
+            if asked_by.keyid.lower() != str(patient).lower():
+                raise errors.NotFound(f"no relay job {job_id}")  # not theirs: as if it did not exist
         return JobStatus(
             row.id, row.kind, row.status, json.loads(row.result) if row.result else None, row.error
         )
