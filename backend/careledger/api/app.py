@@ -465,6 +465,28 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
             for c in consent.consents_of(gw, patient)
         ]
 
+    @app.post(
+        "/fhir/Consent",
+        tags=["consent"],
+        responses={**ERRORS, 400: {"description": "Invalid Consent (OperationOutcome)"}},
+        summary="Turn a FHIR R4 Consent into the EIP-712 grants it stands for, for its patient to sign",
+    )
+    def import_consent(who: Signed, request: Request) -> JSONResponse:
+        typed = consent.import_fhir_consent(request.app.state.gateway, who, request.state.body)
+        return JSONResponse({"grants": typed}, 200)
+
+    @app.get(
+        "/fhir/Consent",
+        tags=["consent"],
+        responses=ERRORS,
+        summary="A patient's consents on chain as FHIR R4 Consents (searchset Bundle)",
+    )
+    def export_consents(
+        who: Signed, request: Request, patient: Annotated[str, Query(description="The patient's pseudonym")]
+    ) -> JSONResponse:
+        bundle = consent.export_fhir_consents(request.app.state.gateway, who, patient)
+        return JSONResponse(bundle, 200, media_type=FHIR_CONTENT_TYPE)
+
     @app.get(
         "/jobs/{job_id}",
         tags=["consent"],

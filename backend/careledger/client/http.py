@@ -181,6 +181,30 @@ class CareLedgerClient:
         )
         return answer
 
+    def grant_typed(self, base_url: str, typed_data: dict[str, Any]) -> dict[str, Any]:
+        """Sign and submit a Grant handed over as EIP-712 typed data (e.g. from a FHIR Consent),
+        after checking it is this key's grant on this network's ConsentRegistry."""
+        ledger = self._need_ledger()
+        m, domain = typed_data["message"], typed_data["domain"]
+        if m["patient"].lower() != self.address.lower():
+            raise errors.InvalidRequest("this grant is for another pseudonym")
+        expected = ledger.consent_domain.as_dict()
+        if str(domain["verifyingContract"]).lower() != str(expected["verifyingContract"]).lower() or int(
+            domain["chainId"]
+        ) != int(expected["chainId"]):
+            raise errors.VerificationFailed("the grant names another ConsentRegistry than this network's")
+        grant = Grant(
+            m["patient"],
+            m["grantee"],
+            m["categories"],
+            m["purposes"],
+            m["validFrom"],
+            m["validUntil"],
+            int(m["nonce"]),
+            int(m["deadline"]),
+        )
+        return self.grant(base_url, grant)
+
     def revoke(self, base_url: str, revocation: Revocation) -> dict[str, Any]:
         ledger = self._need_ledger()
         signature = revocation.sign(self._key, ledger.consent_domain)

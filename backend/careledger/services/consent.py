@@ -6,15 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from eth_utils.address import is_address
+from eth_utils.address import is_address, to_checksum_address
 
 from careledger import errors
 from careledger.chain.eip712 import Grant, Revocation
 from careledger.codes import GRANTABLE_PURPOSES, Category, MemberStatus, mask
+from careledger.services import fhir, fhir_consent
 from careledger.services.enrollment import check_patient_signature
 from careledger.services.gateway import Gateway
 from careledger.services.jobs import JobStatus, queue_job, wait_for_job
 from careledger.services.requests import Principal
+from careledger.store.repositories import Patients
 
 ALL_CATEGORIES = mask(Category)
 GRANTABLE = mask(GRANTABLE_PURPOSES)
@@ -122,3 +124,71 @@ def consents_of(gw: Gateway, patient: str) -> list[ConsentView]:
 
 def _bytes32(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else bytes.fromhex(value.removeprefix("0x"))
+
+
+def import_fhir_consent(gw: Gateway, principal: Principal, body: bytes) -> list[dict[str, Any]]:
+    """A FHIR R4 Consent turned into the EIP-712 grants it stands for, ready for its patient to sign.
+
+    The Consent must be about the signing patient as this custodian knows them, and must
+    name its recipients by member address (identifier system urn:careledger:member).
+    """
+    consent = fhir.parse_json(
+        body, max_depth=gw.settings.max_json_depth, max_bytes=gw.settings.max_body_bytes
+    )
+    with gw.db.session() as s:
+        enrolled = Patients(s).by_address(principal.keyid)
+        reference = None if enrolled is None else enrolled.local_reference
+    if reference is None:
+        raise errors.Conflict("import a Consent at a custodian where you are enrolled")
+    named = fhir.patient_reference(consent)
+    if named != reference:
+        raise fhir.PatientMismatch(
+            [fhir.Issue("business-rule", f"is about {named}, not about you", "Consent.patient")]
+        )
+    terms = fhir_consent.consent_to_grant_terms(consent, resolve_actor=_no_directory)
+    now = int(gw.clock())
+    grants = [
+        Grant(
+            principal.keyid,
+            t.grantee,
+            t.categories,
+            t.purposes,
+            t.valid_from,
+            t.valid_until,
+            int.from_bytes(gw.random_bytes(16), "big"),
+            now + 3600,
+        )
+        for t in terms
+    ]
+    return [g.typed_data(gw.ledger.consent_domain) for g in grants]
+
+
+def export_fhir_consents(gw: Gateway, principal: Principal, patient: str) -> dict[str, Any]:
+    """A patient's consents on chain as FHIR R4 Consents (a searchset Bundle)."""
+    if principal.keyid.lower() != patient.lower():
+        principal.require_member()
+    views = [
+        fhir_consent.GrantView(
+            consent_id="0x" + c.consent_id.hex(),
+            grantee=c.grantee,
+            categories=c.categories,
+            purposes=c.purposes,
+            valid_from=c.valid_from,
+            valid_until=c.valid_until,
+            revoked=c.revoked_block is not None,
+            granted_at=gw.ledger.block_timestamp(c.granted_block),
+        )
+        for c in consents_of(gw, patient)
+    ]
+    return fhir_consent.grants_to_fhir_consent(f"Patient/{to_checksum_address(patient)}", views)
+
+
+def _no_directory(reference: dict[str, Any]) -> str:
+    raise fhir.FhirInvalid(
+        [
+            fhir.Issue(
+                "not-found",
+                "name the recipient by identifier (system urn:careledger:member, value: its address)",
+            )
+        ]
+    )
