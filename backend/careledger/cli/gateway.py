@@ -11,7 +11,8 @@ import uvicorn
 from careledger.cli.output import console, friendly
 from careledger.config import Settings
 from careledger.crypto.keyfile import create_key_file
-from careledger.services.gateway import new_private_key_file
+from careledger.services.gateway import build_gateway, new_private_key_file
+from careledger.services.keys import rotate_now_or_request
 
 app = typer.Typer(no_args_is_help=True, help="Run a custodian's gateway.")
 
@@ -47,3 +48,22 @@ def init_keys(
     address = new_private_key_file(relayer_key_file)
     console.print(f"key-encryption key: {kek_file}\nrelayer key: {relayer_key_file} (address {address})")
     console.print("Register the relayer with `setRelayer` from the member's admin key before serving.")
+
+
+@app.command("rotate-kek")
+@friendly
+def rotate_kek(
+    wait: Annotated[float, typer.Option(help="Seconds to wait for a running gateway to rotate.")] = 60.0,
+) -> None:
+    """Re-wrap every data key under a new key-encryption key and destroy the old one.
+
+    With the gateway running, its relayer does it; with it stopped, this command does.
+    """
+    settings = Settings()
+    gw = build_gateway(settings.model_copy(update={"relayer_enabled": False}))
+    try:
+        with console.status("rotating the key-encryption key…"):
+            key_id = rotate_now_or_request(gw, wait_s=wait)
+        console.print(f"key-encryption key rotated; current key {key_id}")
+    finally:
+        gw.close()

@@ -7,13 +7,14 @@ in free pages, WAL frames or dead tuples were wrapped under a KEK that no longer
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from careledger import errors
 from careledger.crypto.envelope import record_aad
 from careledger.crypto.keyfile import KeyRing, load_key_file, new_key, raw_keys, write_key_file
 from careledger.store.db import Session
-from careledger.store.repositories import GatewayState, Patients, Records
+from careledger.store.repositories import GatewayState, Leases, Patients, Records
 
 if TYPE_CHECKING:
     from careledger.services.gateway import Gateway
@@ -93,3 +94,27 @@ def rotate(gw: Gateway) -> int:
         GatewayState(s).write(ROTATION_REQUESTED, "0")
     gw.db.reclaim()
     return count
+
+
+def rotate_now_or_request(gw: Gateway, *, wait_s: float = 60.0) -> str:
+    """For the CLI: rotate here if no gateway process holds the relayer lease, else ask the
+    one that does and wait. Returns the new current KEK id."""
+    holder = f"cli-rotate-{id(gw):x}"
+    now_ms = int(gw.clock() * 1000)
+    with gw.db.session() as s:
+        mine = Leases(s).acquire("relayer", holder, now_ms, int(gw.settings.lease_ttl_s * 1000))
+    if mine:
+        try:
+            rotate(gw)
+        finally:
+            with gw.db.session() as s:
+                Leases(s).release("relayer", holder)
+        return gw.kek.key_id
+    request_rotation(gw)
+    deadline = time.monotonic() + wait_s
+    while rotation_requested(gw):
+        if time.monotonic() >= deadline:
+            raise errors.TransactionFailed("the running gateway did not rotate the key in time")
+        time.sleep(0.1)
+    reload(gw)
+    return gw.kek.key_id
