@@ -16,6 +16,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from careledger import errors
+from careledger.chain.clients import expand_signature
 from careledger.chain.devnet import dev_key
 from careledger.chain.eip712 import Grant, Revocation
 from careledger.client import CareLedgerClient
@@ -115,6 +116,12 @@ def test_consented_read_flow(cluster: Cluster, gateway_a: GatewayProcess) -> Non
         return any(e["args"]["requester"] == insurer.address for e in events)
 
     _wait(logged)
+    # Anyone can recover who asked from chain data alone.
+    (event,) = ledger.access.contract.events.AccessLogged().get_logs(
+        from_block=ledger.deployment.deployment_block, argument_filters={"recordId": read.record_id}
+    )
+    signature = expand_signature(bytes(event["args"]["sigR"]), bytes(event["args"]["sigVS"]))
+    assert Account._recover_hash(bytes(event["args"]["requestHash"]), signature=signature) == insurer.address
 
     revocation = Revocation(patient.address, consent_id, 2, now + 600)
     assert CareLedgerClient(patient.key, ledger).revoke(url, revocation)["status"] == "done"

@@ -483,7 +483,7 @@ def test_break_glass_read_flagged_logged_and_limited(
 
 
 def test_break_glass_read_allowed_with_purpose_btg(cluster: Cluster, gateway_a: GatewayProcess) -> None:
-    _, records = _patient_with_records(cluster, gateway_a.url)
+    patient, records = _patient_with_records(cluster, gateway_a.url)
     lab = records["Observation"]
     reason, actor = "cardiac arrest in the waiting room", "dr.okafor@clinic-b"
 
@@ -494,3 +494,10 @@ def test_break_glass_read_allowed_with_purpose_btg(cluster: Cluster, gateway_a: 
     read = clinic_b.read_record(lab, Purpose.BTG, break_glass_reason=reason, acting_user=actor)
     assert read.break_glass and read.consent_id is None
     _wait(lambda: _logged_break_glass(cluster, lab, Purpose.BTG, reason))
+
+    # The patient sees it in their accounting of disclosures, flagged.
+    me = CareLedgerClient(patient.key, cluster.ledger)
+    history = me.call("GET", f"{gateway_a.url}/patients/{patient.address}/disclosures")
+    flagged = [d for d in history if d["recordId"] == "0x" + lab.hex()]
+    assert len(flagged) == 1 and flagged[0]["breakGlass"] is True and flagged[0]["purpose"] == "BTG"
+    assert flagged[0]["member"] == cluster.clinic_b.address and flagged[0]["consentId"] is None
