@@ -15,7 +15,6 @@ class Settings(BaseSettings):
     rpc_url: str = "http://127.0.0.1:8545"
     deployment_file: Path = Path(".careledger/deployment.json")
     rpc_timeout_s: float = 10.0
-    data_dir: Path = Path(".careledger")
 
     # this gateway: the custodian member it serves, where it answers, its keys and store
     member_address: str = ""
@@ -35,7 +34,6 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     # access
-    consent_check_max_age_blocks: int = 2
     break_glass_per_hour: int = 5
     max_body_bytes: int = 5 * 1024 * 1024
     max_json_depth: int = 64

@@ -69,8 +69,9 @@ class Deployment:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path) -> Deployment:
+    def load(cls, path: str | Path) -> Deployment:
         """Read a deployment file, refusing one whose ABIs do not match their hashes."""
+        path = Path(path)
         try:
             raw = json.loads(path.read_text())
         except FileNotFoundError:
