@@ -464,34 +464,12 @@ class RecordRegistryClient(_ContractClient):
     def anchored(self, record_id: bytes) -> merkle.AnchoredRecord | None:
         """A record as its RecordAnchored event tells it (batch id unknown here: -1), or None."""
         logs = self._logs("RecordAnchored", {"recordId": record_id})
-        if not logs:
-            return None
-        a = logs[0]["args"]
-        return merkle.AnchoredRecord(
-            -1,
-            a["patient"],
-            a["custodian"],
-            bytes(a["recordId"]),
-            int(a["category"]),
-            bytes(a["commitment"]),
-            bytes(a["supersedes"]),
-        )
+        return _anchored(logs[0]["args"]) if logs else None
 
     def anchored_for(self, patient: str) -> list[merkle.AnchoredRecord]:
         """Every record anchored for a pseudonym, in chain order (batch id unknown: -1)."""
         logs = self._logs("RecordAnchored", {"patient": Web3.to_checksum_address(patient)})
-        return [
-            merkle.AnchoredRecord(
-                -1,
-                a["patient"],
-                a["custodian"],
-                bytes(a["recordId"]),
-                int(a["category"]),
-                bytes(a["commitment"]),
-                bytes(a["supersedes"]),
-            )
-            for a in (e["args"] for e in logs)
-        ]
+        return [_anchored(e["args"]) for e in logs]
 
     def enrollment_of(self, patient: str, custodian: str) -> bytes | None:
         value = bytes(self._call(self.contract.functions.enrollmentOf(patient, custodian)))
@@ -618,6 +596,18 @@ def connect(rpc_url: str, *, timeout: float = 10.0) -> Web3:
     except (OSError, ConnectionError) as exc:
         raise errors.ChainUnavailable(f"no JSON-RPC answer from {rpc_url}: {exc}") from None
     return w3
+
+
+def _anchored(args: Any) -> merkle.AnchoredRecord:
+    return merkle.AnchoredRecord(
+        -1,
+        args["patient"],
+        args["custodian"],
+        bytes(args["recordId"]),
+        int(args["category"]),
+        bytes(args["commitment"]),
+        bytes(args["supersedes"]),
+    )
 
 
 ERC1271_MAGIC = bytes.fromhex("1626ba7e")
