@@ -21,7 +21,8 @@ ALLOWED: dict[str, set[str]] = {
     "auth": {"errors", "codes", "config", "chain", "crypto"},
     "services": {"errors", "codes", "config", "chain", "crypto", "store", "auth"},
     "api": {"errors", "codes", "config", "services", "auth"},
-    "cli": {"errors", "codes", "config", "services", "chain", "auth", "crypto", "api", "client"},
+    "cli": {"errors", "codes", "config", "services", "chain", "auth", "crypto", "api", "client", "audit"},
+    "audit": {"errors", "codes", "config", "logs", "chain", "crypto", "client", "auth"},
     "client": {"errors", "codes", "config", "chain", "crypto", "auth"},
 }
 # third-party package → the only layer that may import it
