@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from eth_abi.abi import decode as abi_decode
 from eth_utils.crypto import keccak
 
@@ -140,11 +141,14 @@ class LogReader:
 
     def rpc(self, method: str, params: list[Any]) -> Any:
         self._id += 1
+        body = orjson.dumps({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
         try:
-            answer = self._http.post(
-                self.rpc_url, json={"jsonrpc": "2.0", "id": self._id, "method": method, "params": params}
-            ).json()
-        except (httpx.HTTPError, ValueError) as exc:
+            answer = orjson.loads(
+                self._http.post(
+                    self.rpc_url, content=body, headers={"content-type": "application/json"}
+                ).content
+            )
+        except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
             raise errors.ChainUnavailable(f"no JSON-RPC answer from {self.rpc_url}: {exc}") from None
         if "error" in answer:
             raise errors.ChainError(f"{method}: {answer['error'].get('message', answer['error'])}")

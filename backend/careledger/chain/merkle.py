@@ -13,6 +13,8 @@ from eth_abi.abi import encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from careledger.hashing import keccak256
+
 
 @dataclass(frozen=True)
 class AnchoredRecord:
@@ -69,7 +71,7 @@ def record_leaf(
 
 
 def _pair(a: bytes, b: bytes) -> bytes:
-    return keccak(a + b) if a < b else keccak(b + a)
+    return keccak256(a + b) if a < b else keccak256(b + a)
 
 
 def levels(leaves: Sequence[bytes]) -> list[list[bytes]]:

@@ -1,0 +1,160 @@
+"""Audit replay speed: events replayed per second on a chain with ≥ 100,000 events.
+
+Builds the history on a fresh anvil (members admitted by the council, enrolled patients,
+batches of anchored records, consents, batches of signed disclosures), then times
+`careledger.audit.replay.replay` from its first eth_getLogs to the rule-checked state
+(signatures recovered, consents checked at their blocks); the cross-check against view
+functions is timed separately. Writes bench/results/audit.json.
+
+Run: `.venv/bin/python bench/audit.py` (about 2 minutes; `--small` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from coincurve import PrivateKey
+from eth_account import Account
+from eth_utils.crypto import keccak
+
+from careledger.audit.replay import events_per_second, replay
+from careledger.chain.clients import Disclosure, Ledger, RecordEntry
+from careledger.chain.devnet import Devnet, dev_key, start_devnet
+from careledger.chain.eip712 import Enrollment, Grant
+from careledger.codes import Category, Purpose, Role, mask
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = 30_000
+FAR = 2**40 - 1
+
+
+def build_history(
+    devnet: Devnet, *, patients: int, anchor_batches: int, per_batch: int, log_batches: int, per_log: int
+) -> dict[str, int]:
+    """Write the history to audit; returns what was written."""
+    ledger: Ledger = devnet.ledger
+    seats = devnet.council()
+    clinic, relayer, insurer = (
+        ledger.sender(dev_key(10)),
+        ledger.sender(dev_key(15)),
+        ledger.sender(dev_key(12)),
+    )
+    for member, role in ((clinic, Role.CLINIC), (insurer, Role.INSURER)):
+        proposal = ledger.members.propose_admit(
+            seats[0], member.address, role, role.name, "http://127.0.0.1:1"
+        )
+        ledger.members.vote(seats[1], proposal)
+    ledger.members.set_relayer(clinic, relayer.address)
+    signer = Account.create()
+    ledger.members.add_signer(insurer, signer.address)
+    people = [Account.create() for _ in range(patients)]
+    now = int(time.time())
+    consent_of: dict[str, bytes] = {}
+    for n, p in enumerate(people):
+        e = Enrollment(p.address, clinic.address, keccak(n.to_bytes(8, "big")), 1, FAR)
+        ledger.records.enroll_by_sig(relayer, e, e.sign(p.key, ledger.record_domain))
+        g = Grant(
+            p.address,
+            insurer.address,
+            mask([Category.CLAIMS]),
+            mask([Purpose.HPAYMT]),
+            now - 3600,
+            now + 86400 * 365,
+            2,
+            FAR,
+        )
+        consent_of[p.address] = ledger.consents.grant_by_sig(
+            relayer, g, g.sign(p.key, ledger.consent_domain)
+        ).consent_id
+    claims: list[tuple[bytes, str]] = []
+    for _ in range(anchor_batches):
+        entries = [
+            RecordEntry(people[i % patients].address, int(Category.CLAIMS), os.urandom(32))
+            for i in range(per_batch)
+        ]
+        receipt = ledger.records.anchor(relayer, clinic.address, entries)
+        claims.extend((r.record_id, r.patient) for r in receipt.records)
+    key = PrivateKey(bytes(signer.key))
+    for b in range(log_batches):
+        checked = ledger.block_number()
+        batch = []
+        for i in range(per_log):
+            record_id, patient = claims[(b * per_log + i) % len(claims)]
+            request_hash = keccak(os.urandom(32))
+            rs_recid = key.sign_recoverable(request_hash, hasher=None)
+            signature = rs_recid[:64] + bytes([27 + rs_recid[64]])
+            batch.append(
+                Disclosure(
+                    record_id,
+                    signer.address,
+                    int(Purpose.HPAYMT),
+                    False,
+                    checked,
+                    consent_of[patient],
+                    request_hash,
+                    signature,
+                )
+            )
+        ledger.access.log(relayer, batch)
+    return {"patients": patients, "records": anchor_batches * per_batch, "disclosures": log_batches * per_log}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--small", action="store_true", help="a smoke run of a few hundred events")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "audit.json")
+    args = parser.parse_args()
+    print(json.dumps(run(small=args.small, out=args.out), indent=2))
+
+
+def run(*, small: bool, out: Path) -> dict[str, Any]:
+    sizes = (
+        dict(patients=5, anchor_batches=2, per_batch=50, log_batches=2, per_log=40)
+        if small
+        else dict(patients=100, anchor_batches=60, per_batch=1000, log_batches=80, per_log=500)
+    )
+    devnet = start_devnet()
+    try:
+        started = time.perf_counter()
+        written = build_history(devnet, **sizes)
+        setup_s = time.perf_counter() - started
+        report = replay(devnet.anvil.url, devnet.deployment, ledger=devnet.ledger)
+        result = {
+            "replay_events_per_s": round(events_per_second(report)),
+            "events": report.events,
+            "replay_s": round(report.timings["replay_s"], 3),
+            "cross_check_s": round(report.timings["cross_check_s"], 3),
+            "findings": len(report.findings),
+            "target_events_per_s": TARGET,
+            "written": written,
+            "setup_s": round(setup_s, 1),
+            "machine": {"cores": os.cpu_count(), "cpu": _cpu(), "python": platform.python_version()},
+            "anvil": devnet.ledger.w3.client_version,
+            "mining": "automine",
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    finally:
+        devnet.anvil.stop()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+if __name__ == "__main__":
+    main()
