@@ -72,37 +72,55 @@ def build_history(
         consent_of[p.address] = ledger.consents.grant_by_sig(
             relayer, g, g.sign(p.key, ledger.consent_domain)
         ).consent_id
+    # Anchoring and reading interleave, as they do in a running network.
     claims: list[tuple[bytes, str]] = []
-    for _ in range(anchor_batches):
+    key = PrivateKey(bytes(signer.key))
+    logs_per_anchor = log_batches / anchor_batches
+    logged = 0
+    for a in range(anchor_batches):
         entries = [
             RecordEntry(people[i % patients].address, int(Category.CLAIMS), os.urandom(32))
             for i in range(per_batch)
         ]
         receipt = ledger.records.anchor(relayer, clinic.address, entries)
         claims.extend((r.record_id, r.patient) for r in receipt.records)
-    key = PrivateKey(bytes(signer.key))
-    for b in range(log_batches):
-        checked = ledger.block_number()
-        batch = []
-        for i in range(per_log):
-            record_id, patient = claims[(b * per_log + i) % len(claims)]
-            request_hash = keccak(os.urandom(32))
-            rs_recid = key.sign_recoverable(request_hash, hasher=None)
-            signature = rs_recid[:64] + bytes([27 + rs_recid[64]])
-            batch.append(
-                Disclosure(
-                    record_id,
-                    signer.address,
-                    int(Purpose.HPAYMT),
-                    False,
-                    checked,
-                    consent_of[patient],
-                    request_hash,
-                    signature,
-                )
+        while logged < round((a + 1) * logs_per_anchor):
+            ledger.access.log(
+                relayer, _disclosures(ledger, key, signer.address, claims, consent_of, logged, per_log)
             )
-        ledger.access.log(relayer, batch)
+            logged += 1
     return {"patients": patients, "records": anchor_batches * per_batch, "disclosures": log_batches * per_log}
+
+
+def _disclosures(
+    ledger: Ledger,
+    key: PrivateKey,
+    requester: str,
+    claims: list[tuple[bytes, str]],
+    consent_of: dict[str, bytes],
+    batch: int,
+    size: int,
+) -> list[Disclosure]:
+    checked = ledger.block_number()
+    out = []
+    for i in range(size):
+        record_id, patient = claims[(batch * size + i) % len(claims)]
+        request_hash = keccak(os.urandom(32))
+        rs_recid = key.sign_recoverable(request_hash, hasher=None)
+        signature = rs_recid[:64] + bytes([27 + rs_recid[64]])
+        out.append(
+            Disclosure(
+                record_id,
+                requester,
+                int(Purpose.HPAYMT),
+                False,
+                checked,
+                consent_of[patient],
+                request_hash,
+                signature,
+            )
+        )
+    return out
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ check except the operational probes (/health, /ready, /metrics), which carry no 
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,7 @@ from careledger.api.problems import FHIR_CONTENT_TYPE, PROBLEM_CONTENT_TYPE, out
 from careledger.codes import Purpose, categories_of, purposes_of
 from careledger.config import Settings
 from careledger.services import access, accounting, consent, enrollment, erasure, fhir, ingest
+from careledger.services.audit_export import ExportedRecord, export_records
 from careledger.services.gateway import Gateway, build_gateway
 from careledger.services.jobs import JobStatus, job_status
 from careledger.services.records import list_records
@@ -497,7 +499,57 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     def job(job_id: int, who: Signed, request: Request) -> JSONResponse:
         return _job(job_status(request.app.state.gateway, job_id, asked_by=who))
 
+    # ------------------------------------------------------------------ audit
+
+    @app.get(
+        "/audit/records",
+        tags=["audit"],
+        responses={**ERRORS, 403: {"model": schemas.Problem, "description": "Not an active AUDITOR member"}},
+        response_model=schemas.AuditRecordsPage,
+        response_model_exclude_none=True,
+        summary="An auditor's page of this store: ciphertexts, salts and plaintext digests, never plaintext",
+    )
+    def audit_records(
+        who: Signed,
+        request: Request,
+        after: Annotated[
+            str | None, Query(max_length=64, description="The cursor of the previous page's `next`")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=500, description="Rows per page")] = 100,
+    ) -> schemas.AuditRecordsPage:
+        page = export_records(request.app.state.gateway, who, after, limit)
+        return schemas.AuditRecordsPage(
+            custodian=page.custodian,
+            records=[_audit_record(r) for r in page.records],
+            next=page.next_cursor,
+            total=page.total,
+        )
+
     return app
+
+
+def _audit_record(r: ExportedRecord) -> schemas.AuditRecordPublic:
+    def hex_or_none(value: bytes | None) -> str | None:
+        return None if value is None else "0x" + value.hex()
+
+    return schemas.AuditRecordPublic(
+        recordId="0x" + r.record_id.hex(),
+        patient=r.patient,
+        resourceType=r.resource_type,
+        resourceId=r.resource_id,
+        version=r.version,
+        category=r.category.name,
+        status=r.status,
+        commitment="0x" + r.commitment.hex(),
+        supersedes=hex_or_none(r.supersedes),
+        ciphertext=base64.b64encode(r.ciphertext).decode() if r.ciphertext is not None else None,
+        salt=hex_or_none(r.salt),
+        plaintextSha256=hex_or_none(r.plaintext_sha256),
+        createdAt=r.created_at.isoformat(),
+        anchoredAt=r.anchored_at.isoformat() if r.anchored_at else None,
+        erasedAt=r.erased_at.isoformat() if r.erased_at else None,
+        batchId=r.batch_id,
+    )
 
 
 def _proof_headers(d: access.Disclosed) -> dict[str, str]:

@@ -135,3 +135,34 @@ class DisclosurePublic(BaseModel):
     consent_id: str | None = Field(alias="consentId")
     tx_hash: str = Field(alias="txHash")
     model_config = ConfigDict(populate_by_name=True)
+
+
+class AuditRecordPublic(BaseModel):
+    """One record row as an auditor is handed it: never the plaintext."""
+
+    record_id: str = Field(alias="recordId")
+    patient: str = Field(description="The patient's pseudonym")
+    resource_type: str = Field(alias="resourceType")
+    resource_id: str = Field(alias="resourceId")
+    version: int
+    category: str
+    status: str = Field(description="pending, anchored or erased")
+    commitment: str = Field(description="keccak256(salt ‖ plaintextSha256 ‖ sha256(ciphertext))")
+    supersedes: str | None = None
+    ciphertext: str | None = Field(default=None, description="Base64; absent once erased")
+    salt: str | None = Field(default=None, description="Absent once erased")
+    plaintext_sha256: str | None = Field(
+        default=None, alias="plaintextSha256", description="Absent once erased"
+    )
+    created_at: str = Field(alias="createdAt")
+    anchored_at: str | None = Field(default=None, alias="anchoredAt")
+    erased_at: str | None = Field(default=None, alias="erasedAt")
+    batch_id: int | None = Field(default=None, alias="batchId", description="The chain's batch id")
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class AuditRecordsPage(BaseModel):
+    custodian: str
+    records: list[AuditRecordPublic]
+    next: str | None = Field(description="The cursor of the next page (`after`); null on the last page")
+    total: int = Field(description="Record rows in the store now")

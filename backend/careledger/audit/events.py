@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,7 @@ class LogReader:
         rpc_url: str,
         deployment: Deployment,
         *,
-        chunk: int = 5_000,
+        chunk: int = 200,
         cache: Path | None = None,
         timeout: float = 60.0,
     ) -> None:
@@ -156,6 +157,16 @@ class LogReader:
 
     def head(self) -> int:
         return int(self.rpc("eth_blockNumber", []), 16)
+
+    def prefetched(self, start: int, end: int) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
+        """As `chunks`, with the next chunk fetched in a thread while the caller works on this one
+        (the node serves eth_getLogs on the other core)."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            chunks = self.chunks(start, end)
+            pending = pool.submit(next, chunks, None)
+            while (item := pending.result()) is not None:
+                pending = pool.submit(next, chunks, None)
+                yield item
 
     def chunks(self, start: int, end: int) -> Iterator[tuple[int, int, list[dict[str, Any]]]]:
         """(from, to, logs) per chunk of blocks, halving a chunk the node refuses as too large."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eth_account import Account
@@ -190,6 +190,27 @@ class LogReceipt:
     batch_id: int
     count: int
     tx: TxInfo
+
+
+@dataclass(frozen=True)
+class AnchoredEvent:
+    """A RecordAnchored event: the record (with its batch id) and where it was anchored."""
+
+    record: merkle.AnchoredRecord
+    block_number: int
+    tx_hash: str
+
+
+@dataclass(frozen=True)
+class ErasedEvent:
+    """A RecordErased event: the record marked erased with its patient's signature."""
+
+    record_id: bytes
+    patient: str
+    custodian: str
+    batch_id: int
+    block_number: int
+    tx_hash: str
 
 
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -470,6 +491,41 @@ class RecordRegistryClient(_ContractClient):
         """Every record anchored for a pseudonym, in chain order (batch id unknown: -1)."""
         logs = self._logs("RecordAnchored", {"patient": Web3.to_checksum_address(patient)})
         return [_anchored(e["args"]) for e in logs]
+
+    def anchored_by(self, custodian: str) -> list[AnchoredEvent]:
+        """Every record `custodian` anchored, in chain order, with its batch id.
+
+        RecordAnchored does not index the custodian, so every such event is read and filtered
+        here; the batch ids come from the custodian's RecordBatchAnchored events (one per
+        anchoring transaction)."""
+        custodian = Web3.to_checksum_address(custodian)
+        batches = {
+            e["transactionHash"]: int(e["args"]["batchId"])
+            for e in self._logs("RecordBatchAnchored", {"custodian": custodian})
+        }
+        return [
+            AnchoredEvent(
+                replace(_anchored(e["args"]), batch_id=batches.get(e["transactionHash"], -1)),
+                int(e["blockNumber"]),
+                e["transactionHash"].to_0x_hex(),
+            )
+            for e in self._logs("RecordAnchored", {})
+            if e["args"]["custodian"] == custodian
+        ]
+
+    def erased_by(self, custodian: str) -> list[ErasedEvent]:
+        """Every erasure marked on chain for records of `custodian`, in chain order."""
+        return [
+            ErasedEvent(
+                bytes(e["args"]["recordId"]),
+                e["args"]["patient"],
+                e["args"]["custodian"],
+                int(e["args"]["batchId"]),
+                int(e["blockNumber"]),
+                e["transactionHash"].to_0x_hex(),
+            )
+            for e in self._logs("RecordErased", {"custodian": Web3.to_checksum_address(custodian)})
+        ]
 
     def enrollment_of(self, patient: str, custodian: str) -> bytes | None:
         value = bytes(self._call(self.contract.functions.enrollmentOf(patient, custodian)))

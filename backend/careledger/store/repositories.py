@@ -114,6 +114,12 @@ class Records:
             select(RecordRow).where(RecordRow.batch_id == batch_id).order_by(RecordRow.leaf_index)
         ).all()
 
+    def page(self, after_id: int, limit: int) -> Sequence[RecordRow]:
+        """Up to `limit` rows after row `after_id`, in row order (an auditor's export)."""
+        return self.s.scalars(
+            select(RecordRow).where(RecordRow.id > after_id).order_by(RecordRow.id).limit(limit)
+        ).all()
+
     def with_kek_other_than(self, kek_id: str, limit: int) -> Sequence[RecordRow]:
         return self.s.scalars(
             select(RecordRow).where(RecordRow.kek_id.is_not(None), RecordRow.kek_id != kek_id)

@@ -3,9 +3,7 @@ and the patient's accounting of disclosures, built from chain events."""
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,50 +13,35 @@ from eth_account.signers.local import LocalAccount
 
 from careledger import errors
 from careledger.chain.devnet import dev_key
-from careledger.chain.eip712 import Erasure, Grant
+from careledger.chain.eip712 import Erasure
 from careledger.client import CareLedgerClient
-from careledger.codes import Category, Purpose, mask
+from careledger.codes import Category, Purpose
 from careledger.crypto.envelope import record_aad
 from careledger.crypto.keyfile import load_key_file
 from careledger.services.keys import record_key
 from careledger.store.db import Database
 from careledger.store.models import RetentionHoldRow
 from careledger.store.repositories import Patients, Records, RetentionHolds
-from tests.backend.gateways import GatewayProcess, running_gateway
+from tests.backend.gateways import (
+    GatewayProcess,
+    bundle,
+    consent_grant,
+    enroll,
+    records_of,
+    wait_anchored,
+    wait_until,
+)
 from tests.backend.support import Cluster
 
 pytestmark = pytest.mark.integration
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "fhir"
-
-
-@pytest.fixture
-def gateway_a(cluster: Cluster, database_url: str, tmp_path: Path) -> Iterator[GatewayProcess]:
-    with running_gateway(cluster.devnet, cluster.clinic, dev_key(15), database_url, tmp_path / "a") as gw:
-        yield gw
-
-
-def _wait(predicate: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def _patient_with_claim(cluster: Cluster, url: str) -> tuple[LocalAccount, dict[str, object]]:
     patient = Account.create()
-    staff = CareLedgerClient(dev_key(10), cluster.ledger)
-    offer = staff.start_enrollment(url, patient.address, "Patient/example")
-    me = CareLedgerClient(patient.key, cluster.ledger)
-    assert me.complete_enrollment(url, offer["typedData"])["status"] == "done"
-    staff.post_fhir(url, json.loads((FIXTURES / "transaction-bundle.json").read_text()))
-
-    def records() -> list[dict[str, object]]:
-        return me.call("GET", f"{url}/patients/{patient.address}/records")  # type: ignore[no-any-return]
-
-    _wait(lambda: {r["status"] for r in records()} == {"anchored"})
-    return patient, next(r for r in records() if r["resourceType"] == "Claim")
+    enroll(cluster, url, patient)
+    CareLedgerClient(dev_key(10), cluster.ledger).post_fhir(url, bundle())
+    records = wait_anchored(cluster, url, patient)
+    return patient, next(r for r in records if r["resourceType"] == "Claim")
 
 
 def _erase(
@@ -83,17 +66,7 @@ def test_erasure_shreds_for_good_and_is_marked_on_chain(
     patient, claim = _patient_with_claim(cluster, url)
     record_id = bytes.fromhex(str(claim["recordId"])[2:])
 
-    now = int(time.time())
-    grant = Grant(
-        patient.address,
-        cluster.insurer.address,
-        mask([Category.CLAIMS]),
-        mask([Purpose.HPAYMT]),
-        now - 60,
-        now + 3600,
-        1,
-        now + 600,
-    )
+    grant = consent_grant(patient, cluster.insurer.address, Category.CLAIMS, Purpose.HPAYMT, lifetime=3600)
     CareLedgerClient(patient.key, ledger).grant(url, grant)
     insurer = CareLedgerClient(cluster.insurer_signer.key, ledger)
     insurer.read_record(record_id, Purpose.HPAYMT)
@@ -138,13 +111,7 @@ def test_erasure_shreds_for_good_and_is_marked_on_chain(
     db.dispose()
 
     # The patient's other records still open: rotation re-wrapped them.
-    lab = next(
-        r
-        for r in CareLedgerClient(patient.key, ledger).call(
-            "GET", f"{url}/patients/{patient.address}/records"
-        )
-        if r["resourceType"] == "Observation"
-    )
+    lab = next(r for r in records_of(cluster, url, patient) if r["resourceType"] == "Observation")
     own = CareLedgerClient(patient.key, ledger).read_record(
         bytes.fromhex(lab["recordId"][2:]), Purpose.PATRQT
     )
@@ -189,17 +156,7 @@ def test_accounting_lists_disclosures_from_the_chain(cluster: Cluster, gateway_a
     url, ledger = gateway_a.url, cluster.ledger
     patient, claim = _patient_with_claim(cluster, url)
     record_id = bytes.fromhex(str(claim["recordId"])[2:])
-    now = int(time.time())
-    grant = Grant(
-        patient.address,
-        cluster.insurer.address,
-        mask([Category.CLAIMS]),
-        mask([Purpose.HPAYMT]),
-        now - 60,
-        now + 3600,
-        3,
-        now + 600,
-    )
+    grant = consent_grant(patient, cluster.insurer.address, Category.CLAIMS, Purpose.HPAYMT, 3, lifetime=3600)
     consent_id = CareLedgerClient(patient.key, ledger).grant(url, grant)["result"]["consentId"]
     CareLedgerClient(cluster.insurer_signer.key, ledger).read_record(record_id, Purpose.HPAYMT)
     me = CareLedgerClient(patient.key, ledger)
@@ -207,7 +164,7 @@ def test_accounting_lists_disclosures_from_the_chain(cluster: Cluster, gateway_a
     def history() -> list[dict[str, object]]:
         return me.call("GET", f"{url}/patients/{patient.address}/disclosures")  # type: ignore[no-any-return]
 
-    _wait(lambda: len(history()) == 1)
+    wait_until(lambda: len(history()) == 1, what="one disclosure in the patient's accounting")
     (entry,) = history()
     assert entry["recordId"] == "0x" + record_id.hex()
     assert entry["member"] == cluster.insurer.address and entry["requester"] == cluster.insurer_signer.address

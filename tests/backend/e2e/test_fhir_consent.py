@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from eth_account import Account
 from fhir.resources.R4B.bundle import Bundle
 
 from careledger import errors
-from careledger.chain.devnet import dev_key
 from careledger.client import CareLedgerClient
-from tests.backend.gateways import GatewayProcess, running_gateway
+from tests.backend.gateways import FIXTURES, GatewayProcess, enroll
 from tests.backend.support import Cluster
 
 pytestmark = pytest.mark.integration
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "fhir"
-
-
-@pytest.fixture
-def gateway_a(cluster: Cluster, database_url: str, tmp_path: Path) -> Iterator[GatewayProcess]:
-    with running_gateway(cluster.devnet, cluster.clinic, dev_key(15), database_url, tmp_path / "a") as gw:
-        yield gw
 
 
 def test_fhir_consent_becomes_signed_grants_and_exports_back(
@@ -31,14 +21,8 @@ def test_fhir_consent_becomes_signed_grants_and_exports_back(
 ) -> None:
     url, ledger = gateway_a.url, cluster.ledger
     patient = Account.create()
-    staff = CareLedgerClient(dev_key(10), ledger)
     me = CareLedgerClient(patient.key, ledger)
-    assert (
-        me.complete_enrollment(
-            url, staff.start_enrollment(url, patient.address, "Patient/example")["typedData"]
-        )["status"]
-        == "done"
-    )
+    enroll(cluster, url, patient)
     consent = json.loads((FIXTURES / "consent-permit.json").read_text())
     for provision in consent["provision"]["provision"]:
         provision["period"] = {"start": "2026-01-01", "end": "2099-12-31"}

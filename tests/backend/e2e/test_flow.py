@@ -8,75 +8,46 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from eth_account import Account
-from eth_account.signers.local import LocalAccount
 
 from careledger import errors
 from careledger.chain.clients import expand_signature
 from careledger.chain.devnet import dev_key
-from careledger.chain.eip712 import Grant, Revocation
+from careledger.chain.eip712 import Revocation
 from careledger.client import CareLedgerClient
-from careledger.codes import Category, Purpose, mask
-from tests.backend.gateways import GatewayProcess, running_gateway
+from careledger.codes import Category, Purpose
+from tests.backend.gateways import (
+    GatewayProcess,
+    bundle,
+    consent_grant,
+    enroll,
+    observation,
+    records_of,
+    wait_anchored,
+    wait_until,
+)
 from tests.backend.support import Cluster
 
 pytestmark = pytest.mark.integration
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "fhir"
-FAR = 2**40 - 1
-
-
-@pytest.fixture
-def gateway_a(cluster: Cluster, database_url: str, tmp_path: Path) -> Iterator[GatewayProcess]:
-    with running_gateway(cluster.devnet, cluster.clinic, dev_key(15), database_url, tmp_path / "a") as gw:
-        yield gw
-
-
-def _bundle() -> dict[str, object]:
-    return json.loads((FIXTURES / "transaction-bundle.json").read_text())  # type: ignore[no-any-return]
-
-
-def _wait(predicate: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
-def _enroll(cluster: Cluster, url: str, patient: LocalAccount, reference: str = "Patient/example") -> None:
-    staff = CareLedgerClient(dev_key(10), cluster.ledger)
-    offer = staff.start_enrollment(url, patient.address, reference)
-    result = CareLedgerClient(patient.key, cluster.ledger).complete_enrollment(url, offer["typedData"])
-    assert result["status"] == "done", result
-
-
-def _records(cluster: Cluster, url: str, patient: LocalAccount) -> list[dict[str, object]]:
-    return CareLedgerClient(patient.key, cluster.ledger).call(
-        "GET", f"{url}/patients/{patient.address}/records"
-    )  # type: ignore[no-any-return]
 
 
 def test_consented_read_flow(cluster: Cluster, gateway_a: GatewayProcess) -> None:
     url, ledger = gateway_a.url, cluster.ledger
     patient = Account.create()
-    _enroll(cluster, url, patient)
+    enroll(cluster, url, patient)
     assert ledger.records.enrollment_of(patient.address, cluster.clinic.address) is not None
 
     staff = CareLedgerClient(dev_key(10), ledger)
-    response = staff.post_fhir(url, _bundle())
+    response = staff.post_fhir(url, bundle())
     assert response["type"] == "transaction-response"
     assert len(response["entry"]) == 15
     assert all(e["response"]["status"].startswith("201") for e in response["entry"])
     # A retry stores nothing new.
-    again = staff.post_fhir(url, _bundle())
+    again = staff.post_fhir(url, bundle())
     assert all(e["response"]["status"].startswith("200") for e in again["entry"])
-    _wait(lambda: {r["status"] for r in _records(cluster, url, patient)} == {"anchored"})
-    records = _records(cluster, url, patient)
+    records = wait_anchored(cluster, url, patient)
     assert len(records) == 15
     claim = next(r for r in records if r["resourceType"] == "Claim")
     lab = next(r for r in records if r["resourceType"] == "Observation")
@@ -87,16 +58,7 @@ def test_consented_read_flow(cluster: Cluster, gateway_a: GatewayProcess) -> Non
     assert refused.value.status == 403
 
     now = int(time.time())
-    grant = Grant(
-        patient.address,
-        cluster.insurer.address,
-        mask([Category.CLAIMS]),
-        mask([Purpose.HPAYMT]),
-        now - 60,
-        now + 86400,
-        1,
-        now + 600,
-    )
+    grant = consent_grant(patient, cluster.insurer.address, Category.CLAIMS, Purpose.HPAYMT, now=now)
     granted = CareLedgerClient(patient.key, ledger).grant(url, grant)
     assert granted["status"] == "done", granted
     consent_id = bytes.fromhex(granted["result"]["consentId"][2:])
@@ -115,7 +77,7 @@ def test_consented_read_flow(cluster: Cluster, gateway_a: GatewayProcess) -> Non
         )
         return any(e["args"]["requester"] == insurer.address for e in events)
 
-    _wait(logged)
+    wait_until(logged, what="the insurer's read to be logged on chain")
     # Anyone can recover who asked from chain data alone.
     (event,) = ledger.access.contract.events.AccessLogged().get_logs(
         from_block=ledger.deployment.deployment_block, argument_filters={"recordId": read.record_id}
@@ -141,14 +103,13 @@ def test_changed_content_is_a_new_version_that_supersedes(
     cluster: Cluster, gateway_a: GatewayProcess
 ) -> None:
     patient = Account.create()
-    _enroll(cluster, gateway_a.url, patient, "Patient/example")
+    enroll(cluster, gateway_a.url, patient, "Patient/example")
     staff = CareLedgerClient(dev_key(10), cluster.ledger)
-    observation = json.loads((FIXTURES / "r4-examples" / "Observation-f001.json").read_text())
-    observation["subject"] = {"reference": "Patient/example"}
-    staff.post_fhir(gateway_a.url, observation)
-    changed = copy.deepcopy(observation)
+    original = observation("Patient/example")
+    staff.post_fhir(gateway_a.url, original)
+    changed = copy.deepcopy(original)
     changed["valueQuantity"]["value"] = 7.1
     staff.post_fhir(gateway_a.url, changed)
-    versions = [r for r in _records(cluster, gateway_a.url, patient) if r["resourceId"] == "f001"]
+    versions = [r for r in records_of(cluster, gateway_a.url, patient) if r["resourceId"] == "f001"]
     assert [v["version"] for v in versions] == [1, 2]
     assert versions[1]["supersedes"] == versions[0]["recordId"]

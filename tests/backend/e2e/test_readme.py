@@ -7,11 +7,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.backend.gateways import dev_command, wait_gateway_ready
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -25,19 +25,7 @@ def test_readme_walkthrough_prints_what_it_says(tmp_path: Path) -> None:
     (script,) = [b for b in _blocks("python") if "CareLedgerClient" in b]
     (expected,) = [b for b in _blocks("text") if "verified against the chain" in b]
     dev = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "careledger.cli.main",
-            "dev",
-            "--json",
-            "--anvil-port",
-            "0",
-            "--gateway-port",
-            "0",
-            "--directory",
-            str(tmp_path / "dev"),
-        ],
+        dev_command(tmp_path / "dev"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -46,7 +34,7 @@ def test_readme_walkthrough_prints_what_it_says(tmp_path: Path) -> None:
     try:
         assert dev.stdout is not None
         summary = json.loads(dev.stdout.readline())
-        _wait_ready(summary["gatewayUrl"])
+        wait_gateway_ready(summary["gatewayUrl"])
         script = (
             script.replace("http://127.0.0.1:8545", summary["rpcUrl"])
             .replace("http://127.0.0.1:8001", summary["gatewayUrl"])
@@ -63,16 +51,3 @@ def test_readme_walkthrough_prints_what_it_says(tmp_path: Path) -> None:
             dev.wait(timeout=30)
         except subprocess.TimeoutExpired:
             dev.kill()
-
-
-def _wait_ready(url: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            state = httpx.get(f"{url}/ready", timeout=1).json()
-            if state["ready"] and state["relayer"]["holdsLease"]:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("careledger dev did not become ready")

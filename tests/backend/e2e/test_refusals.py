@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,14 +23,21 @@ from eth_utils.crypto import keccak
 
 from careledger.auth.signatures import MAX_VALIDITY_S, sign_request
 from careledger.chain.devnet import dev_key
-from careledger.chain.eip712 import Grant
 from careledger.client import CareLedgerClient
-from careledger.codes import Category, Purpose, Role, mask
-from tests.backend.gateways import GatewayProcess, running_gateway
+from careledger.codes import Category, Purpose, Role
+from tests.backend.gateways import (
+    GatewayProcess,
+    bundle,
+    consent_grant,
+    enroll,
+    observation,
+    running_gateway,
+    wait_anchored,
+    wait_until,
+)
 from tests.backend.support import Cluster
 
 pytestmark = pytest.mark.integration
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "fhir"
 PROBLEM = "application/problem+json"
 FHIR = "application/fhir+json"
 # What must never reach a client: a traceback, the store's or the driver's internals.
@@ -96,41 +103,12 @@ def _outcome(response: httpx.Response, status: int, *reasons: str, code: str | N
     return body
 
 
-def _bundle() -> dict[str, Any]:
-    return json.loads((FIXTURES / "transaction-bundle.json").read_text())  # type: ignore[no-any-return]
-
-
-def _observation() -> dict[str, Any]:
-    observation: dict[str, Any] = json.loads((FIXTURES / "r4-examples" / "Observation-f001.json").read_text())
-    observation["subject"] = {"reference": "Patient/example"}
-    return observation
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
 def _patient_with_records(cluster: Cluster, url: str) -> tuple[LocalAccount, dict[str, bytes]]:
     """A patient enrolled at clinic A with the fixture bundle anchored; record ids by resource type."""
     patient = Account.create()
-    staff = CareLedgerClient(dev_key(10), cluster.ledger)
-    offer = staff.start_enrollment(url, patient.address, "Patient/example")
-    enrolled = CareLedgerClient(patient.key, cluster.ledger).complete_enrollment(url, offer["typedData"])
-    assert enrolled["status"] == "done", enrolled
-    staff.post_fhir(url, _bundle())
-    own = CareLedgerClient(patient.key, cluster.ledger)
-    listing: list[dict[str, Any]] = []
-
-    def anchored() -> bool:
-        listing[:] = own.call("GET", f"{url}/patients/{patient.address}/records")
-        return len(listing) == 15 and {r["status"] for r in listing} == {"anchored"}
-
-    _wait(anchored)
+    enroll(cluster, url, patient)
+    CareLedgerClient(dev_key(10), cluster.ledger).post_fhir(url, bundle())
+    listing = wait_anchored(cluster, url, patient, count=15)
     return patient, {str(r["resourceType"]): bytes.fromhex(str(r["recordId"])[2:]) for r in listing}
 
 
@@ -143,10 +121,7 @@ def _grant(
     purpose: Purpose,
     nonce: int,
 ) -> None:
-    now = int(time.time())
-    grant = Grant(
-        patient.address, grantee, mask([category]), mask([purpose]), now - 60, now + 86400, nonce, now + 600
-    )
+    grant = consent_grant(patient, grantee, category, purpose, nonce)
     granted = CareLedgerClient(patient.key, cluster.ledger).grant(url, grant)
     assert granted["status"] == "done", granted
 
@@ -191,12 +166,6 @@ def _logged_break_glass(cluster: Cluster, record_id: bytes, purpose: Purpose, re
     )
 
 
-@pytest.fixture
-def gateway_a(cluster: Cluster, database_url: str, tmp_path: Path) -> Iterator[GatewayProcess]:
-    with running_gateway(cluster.devnet, cluster.clinic, dev_key(15), database_url, tmp_path / "a") as gw:
-        yield gw
-
-
 # ---------------------------------------------------------------------- 401: authentication
 
 
@@ -223,7 +192,7 @@ def test_request_refused_when_signature_is_missing_stale_or_tampered(
     _problem(httpx.get(consents, headers=headers), 401, "nonce")
 
     # Tampered body: the digest no longer matches; with a matching digest, the signature fails.
-    body = json.dumps(_bundle()).encode()
+    body = json.dumps(bundle()).encode()
     headers = sign_request(staff, "POST", f"{url}/fhir", body)
     forged = body.replace(b'"Patient/example"', b'"Patient/other00"')
     sent = httpx.post(f"{url}/fhir", content=forged, headers={**headers, "content-type": FHIR})
@@ -293,16 +262,16 @@ def test_read_record_refused_without_matching_consent(cluster: Cluster, gateway_
     stranger = Account.create().key
 
     # Not a member at all: neither posting nor reading.
-    posted = _send(stranger, "POST", f"{url}/fhir", json.dumps(_bundle()).encode(), content_type=FHIR)
+    posted = _send(stranger, "POST", f"{url}/fhir", json.dumps(bundle()).encode(), content_type=FHIR)
     _outcome(posted, 403, "does not sign for an active member", code="forbidden")
     _problem(
         _send(stranger, "GET", _record_url(url, claim, "TREAT")), 403, "does not sign for an active member"
     )
 
     # Members that are not this custodian: the insurer and clinic B may not post records here.
-    posted = _send(insurer, "POST", f"{url}/fhir", json.dumps(_bundle()).encode(), content_type=FHIR)
+    posted = _send(insurer, "POST", f"{url}/fhir", json.dumps(bundle()).encode(), content_type=FHIR)
     _outcome(posted, 403, "needs a CLINIC member", "INSURER", code="forbidden")
-    posted = _send(dev_key(11), "POST", f"{url}/fhir", json.dumps(_bundle()).encode(), content_type=FHIR)
+    posted = _send(dev_key(11), "POST", f"{url}/fhir", json.dumps(bundle()).encode(), content_type=FHIR)
     _outcome(posted, 403, "only this custodian's staff", code="forbidden")
 
     # No consent at all.
@@ -361,43 +330,41 @@ def test_post_fhir_refused_for_bad_input(cluster: Cluster, database_url: str, tm
         _outcome(post(b'{"resourceType": "Patient", "id": "a", "gender": "\\ud800"}'), 400, "surrogate")
         _outcome(post(b'{"resourceType": "Foo", "id": "a"}'), 400, "'Foo' is not a FHIR R4 resource type")
 
-        observation = _observation()
-        del observation["status"]
-        invalid = _outcome(post(json.dumps(observation).encode()), 400)
+        statusless = observation()
+        del statusless["status"]
+        invalid = _outcome(post(json.dumps(statusless).encode()), 400)
         assert any("status" in expr for i in invalid["issue"] for expr in i.get("expression", [])), invalid
-        injected = _outcome(post(json.dumps({**_observation(), "id": "1' OR 1=1 --"}).encode()), 400)
+        injected = _outcome(post(json.dumps({**observation(), "id": "1' OR 1=1 --"}).encode()), 400)
         assert injected["issue"][0]["expression"] == ["Observation.id"], injected
-        traversal = {**_observation(), "subject": {"reference": "Patient/../../etc/passwd"}}
+        traversal = {**observation(), "subject": {"reference": "Patient/../../etc/passwd"}}
         refused = _outcome(
             post(json.dumps(traversal).encode()), 400, "is not a relative reference Patient/<id>"
         )
         assert refused["issue"][0]["expression"] == ["Observation.subject"], refused
 
         _outcome(
-            post(json.dumps(_observation()).encode(), "text/plain"),
+            post(json.dumps(observation()).encode(), "text/plain"),
             415,
             "application/fhir+json",
             "text/plain",
         )
-        padded = {**_observation(), "note": [{"text": "x" * 100_000}]}
+        padded = {**observation(), "note": [{"text": "x" * 100_000}]}
         _outcome(post(json.dumps(padded).encode()), 413, "exceeds 100000 bytes", code="too-long")
         # Streamed without a Content-Length: cut off at the limit all the same.
         headers = {**sign_request(staff, "POST", fhir, b""), "content-type": FHIR}
         streamed = httpx.post(fhir, content=iter([b"x" * 10_000] * 15), headers=headers, timeout=30)
         _outcome(streamed, 413, "exceeds 100000 bytes", code="too-long")
 
-        _outcome(
-            post(json.dumps(_bundle()).encode()), 409, "Patient/example", "not enrolled", code="conflict"
-        )
+        _outcome(post(json.dumps(bundle()).encode()), 409, "Patient/example", "not enrolled", code="conflict")
 
 
 def test_post_fhir_refused_when_entry_names_another_patient(
     cluster: Cluster, gateway_a: GatewayProcess
 ) -> None:
-    bundle = _bundle()
-    bundle["entry"][3]["resource"]["subject"] = {"reference": "Patient/someone-else"}
+    mismatched = bundle()
+    mismatched["entry"][3]["resource"]["subject"] = {"reference": "Patient/someone-else"}
     posted = _send(
-        dev_key(10), "POST", f"{gateway_a.url}/fhir", json.dumps(bundle).encode(), content_type=FHIR
+        dev_key(10), "POST", f"{gateway_a.url}/fhir", json.dumps(mismatched).encode(), content_type=FHIR
     )
     body = _outcome(posted, 422, "Patient/someone-else", "Patient/example")
     assert body["issue"][0]["expression"] == ["Bundle.entry[3].resource.subject"], body
@@ -463,7 +430,10 @@ def test_break_glass_read_flagged_logged_and_limited(
         read = clinic_b.read_record(lab, Purpose.ETREAT, break_glass_reason=reason, acting_user=actor)
         assert read.resource["resourceType"] == "Observation"
         assert read.break_glass and read.consent_id is None and "careledger-consent-id" not in read.headers
-        _wait(lambda: _logged_break_glass(cluster, lab, Purpose.ETREAT, reason))
+        wait_until(
+            lambda: _logged_break_glass(cluster, lab, Purpose.ETREAT, reason),
+            what="the ETREAT break-glass read to be logged on chain",
+        )
 
         # Without the acting user (absent, or signed but empty): refused, and not counted.
         only_reason = {"careledger-break-glass-reason": reason}
@@ -493,7 +463,10 @@ def test_break_glass_read_allowed_with_purpose_btg(cluster: Cluster, gateway_a: 
     clinic_b = CareLedgerClient(dev_key(11), cluster.ledger)
     read = clinic_b.read_record(lab, Purpose.BTG, break_glass_reason=reason, acting_user=actor)
     assert read.break_glass and read.consent_id is None
-    _wait(lambda: _logged_break_glass(cluster, lab, Purpose.BTG, reason))
+    wait_until(
+        lambda: _logged_break_glass(cluster, lab, Purpose.BTG, reason),
+        what="the BTG break-glass read to be logged on chain",
+    )
 
     # The patient sees it in their accounting of disclosures, flagged.
     me = CareLedgerClient(patient.key, cluster.ledger)

@@ -1,4 +1,3 @@
-import json
 import os
 import signal
 import socket
@@ -11,6 +10,7 @@ import pytest
 from careledger.chain.clients import connect
 from careledger.chain.deployment import Deployment
 from careledger.errors import ChainUnavailable
+from tests.backend.gateways import summarised_process
 
 pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "careledger.cli.main"]
@@ -18,23 +18,13 @@ CLI = [sys.executable, "-m", "careledger.cli.main"]
 
 def test_chain_up_deploys_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     target = tmp_path / "deployment.json"
-    proc = subprocess.Popen(
-        [*CLI, "chain", "up", "--json", "--deployment-file", str(target)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        summary = json.loads(proc.stdout.readline())
+    command = [*CLI, "chain", "up", "--json", "--deployment-file", str(target)]
+    with summarised_process(command) as (proc, summary):
         deployment = Deployment.load(target)
         assert summary["contracts"] == {name: c.address for name, c in deployment.contracts.items()}
         deployment.check_chain(connect(summary["rpcUrl"]))
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     with pytest.raises(ChainUnavailable):
         connect(summary["rpcUrl"], timeout=1)  # anvil stopped with it
 

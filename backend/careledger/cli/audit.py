@@ -1,0 +1,205 @@
+"""`careledger audit`: an auditor's checks of the network, with chain access and an AUDITOR key.
+
+Every command prints a readable summary (or, with --json, one JSON document on stdout),
+can write its JSON report to a file, and exits 0 when clean, 1 on an error, and 2 when it
+found anything CRITICAL or HIGH.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from careledger.audit.model import Finding, Severity
+from careledger.audit.store import StoreVerification, verify_store
+from careledger.chain.clients import Ledger
+from careledger.chain.deployment import Deployment
+from careledger.cli.output import console, err_console, friendly
+from careledger.client import CareLedgerClient
+from careledger.config import Settings
+from careledger.services.gateway import load_private_key
+
+EXIT_FINDINGS = 2
+FAILING = (Severity.CRITICAL, Severity.HIGH)
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Audit the network: verify a custodian's store against the chain. "
+    "Exit codes: 0 clean, 1 error, 2 CRITICAL or HIGH findings.",
+)
+
+
+@app.callback()
+def audit() -> None:
+    """Audit the network: verify a custodian's store against the chain.
+
+    Exit codes: 0 clean, 1 error, 2 CRITICAL or HIGH findings.
+    """
+
+
+# Options every audit command shares.
+RpcUrl = Annotated[str | None, typer.Option(help="JSON-RPC URL of the chain (default: CARELEDGER_RPC_URL).")]
+DeploymentFile = Annotated[
+    Path | None,
+    typer.Option(help="Deployment file (default: CARELEDGER_DEPLOYMENT_FILE).", dir_okay=False),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the report as one JSON document on stdout.")]
+OutFile = Annotated[Path | None, typer.Option("--out", help="Also write the JSON report to this file.")]
+KeyFile = Annotated[
+    Path,
+    typer.Option(help="The auditor's signing key (hex): a key of an active AUDITOR member.", dir_okay=False),
+]
+
+
+def connect(rpc_url: str | None, deployment_file: Path | None) -> Ledger:
+    """The chain, from the options or else the settings."""
+    settings = Settings()
+    return Ledger.connect(
+        rpc_url or settings.rpc_url,
+        Deployment.load(deployment_file or settings.deployment_file),
+        timeout=settings.rpc_timeout_s,
+    )
+
+
+@contextmanager
+def paging(what: str) -> Iterator[Any]:
+    """A progress bar on stderr (stdout stays clean for --json); yields a (done, total) callback."""
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(what, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def emit(report: dict[str, Any], as_json: bool, out: Path | None) -> None:
+    """Write the JSON report to `out` if given; print it on stdout with --json."""
+    text = json.dumps(report, indent=2)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    if as_json:
+        print(text, flush=True)
+
+
+def findings_table(findings: list[Finding]) -> Table:
+    table = Table(title=f"Findings ({len(findings)})", header_style="bold", show_lines=False)
+    table.add_column("severity", no_wrap=True)
+    table.add_column("code", no_wrap=True)
+    table.add_column("record", overflow="fold")
+    table.add_column("block", justify="right")
+    table.add_column("finding", overflow="fold")
+    style = {
+        Severity.CRITICAL: "bold red",
+        Severity.HIGH: "red",
+        Severity.MEDIUM: "yellow",
+        Severity.INFO: "dim",
+    }
+    for f in findings:
+        table.add_row(
+            f"[{style[f.severity]}]{f.severity.value}[/]",
+            f.code,
+            f.record_id or "",
+            "" if f.block is None else str(f.block),
+            f.message,
+        )
+    return table
+
+
+def exit_for(findings: list[Finding]) -> None:
+    """Exit code 2 when anything CRITICAL or HIGH was found."""
+    if any(f.severity in FAILING for f in findings):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+# ---------------------------------------------------------------------- verify-store
+
+
+@app.command("verify-store")
+@friendly
+def verify_store_command(
+    custodian: Annotated[str, typer.Option(help="The custodian (CLINIC member) whose store to verify.")],
+    key_file: KeyFile,
+    rpc_url: RpcUrl = None,
+    deployment_file: DeploymentFile = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="The gateway's URL (default: its endpoint registered on chain).")
+    ] = None,
+    pending_grace: Annotated[
+        float, typer.Option(help="Seconds a stored record may wait to be anchored before it is a finding.")
+    ] = 300.0,
+    as_json: AsJson = False,
+    out: OutFile = None,
+) -> None:
+    """Check a custodian's store against the chain, through requests signed as an AUDITOR.
+
+    The gateway hands over ciphertexts, salts and plaintext digests, never plaintext.
+
+    Each commitment is recomputed here and compared with the one anchored on chain.
+
+    Findings: store-tampered, store-missing, store-never-anchored, store-erased-but-present,
+    store-erased-not-marked; store-pending (info) for records within the grace period.
+
+    Exit codes: 0 clean, 1 error, 2 CRITICAL or HIGH findings.
+    """
+    ledger = connect(rpc_url, deployment_file)
+    client = CareLedgerClient(load_private_key(key_file), ledger)
+    try:
+        with paging("reading the custodian's store") as progress:
+            result = verify_store(
+                ledger, client, custodian, base_url=base_url, pending_grace_s=pending_grace, progress=progress
+            )
+    finally:
+        client.close()
+    emit(result.to_json(), as_json, out)
+    if not as_json:
+        _print_store(result)
+    exit_for(result.findings)
+
+
+def _print_store(result: StoreVerification) -> None:
+    counts = result.counts
+    table = Table(title="Store verification", header_style="bold", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("custodian", result.custodian)
+    table.add_row("gateway", result.endpoint)
+    table.add_row("chain", f"chain id {result.chain_id}, block {result.block}")
+    table.add_row("records in the store", str(counts.get("storeRecords", 0)))
+    table.add_row("anchored on chain", str(counts.get("anchoredOnChain", 0)))
+    table.add_row("erased on chain", str(counts.get("erasedOnChain", 0)))
+    table.add_row("verified against the chain", str(counts.get("verified", 0)))
+    table.add_row("erased (consistent)", str(counts.get("erased", 0)))
+    table.add_row("pending (within grace)", str(counts.get("pending", 0)))
+    table.add_row("time", f"{result.timings.get('totalS', 0):.2f} s")
+    console.print(table)
+    if result.findings:
+        console.print(findings_table(result.findings))
+    verdict = "[bold red]FAILED[/]" if result.failed else "[bold green]OK[/]"
+    console.print(f"{verdict}: {len(result.findings)} finding(s)")
+
+
+if __name__ == "__main__":
+    app()
