@@ -24,7 +24,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from careledger.audit.model import Finding, Severity
+from careledger.audit.model import AuditReport, Finding, Severity
+from careledger.audit.replay import events_per_second, replay
+from careledger.audit.report import accounting_fhir, accounting_json, verdict, write_reports
 from careledger.audit.store import StoreVerification, verify_store
 from careledger.chain.clients import Ledger
 from careledger.chain.deployment import Deployment
@@ -38,14 +40,14 @@ FAILING = (Severity.CRITICAL, Severity.HIGH)
 
 app = typer.Typer(
     no_args_is_help=True,
-    help="Audit the network: verify a custodian's store against the chain. "
+    help="Audit the network: replay the chain, verify a custodian's store, account for disclosures. "
     "Exit codes: 0 clean, 1 error, 2 CRITICAL or HIGH findings.",
 )
 
 
 @app.callback()
 def audit() -> None:
-    """Audit the network: verify a custodian's store against the chain.
+    """Audit the network: replay the chain, verify a custodian's store, account for disclosures.
 
     Exit codes: 0 clean, 1 error, 2 CRITICAL or HIGH findings.
     """
@@ -203,3 +205,90 @@ def _print_store(result: StoreVerification) -> None:
 
 if __name__ == "__main__":
     app()
+
+
+# ---------------------------------------------------------------------- replay
+
+
+@app.command("replay")
+@friendly
+def replay_command(
+    rpc_url: RpcUrl = None,
+    deployment_file: DeploymentFile = None,
+    reports: Annotated[
+        Path | None, typer.Option(help="Write audit.json and the HTML report audit.html into this folder.")
+    ] = None,
+    cache: Annotated[
+        Path | None, typer.Option(help="Keep fetched log chunks here, so an interrupted replay resumes.")
+    ] = None,
+    to_block: Annotated[int | None, typer.Option(help="Stop at this block (default: the head).")] = None,
+    as_json: AsJson = False,
+    out: OutFile = None,
+) -> None:
+    """Replay every event from the deployment block, check the rules, cross-check the contracts."""
+    ledger = connect(rpc_url, deployment_file)
+    with paging("replaying events") as update:
+        report = replay(
+            rpc_url or Settings().rpc_url,
+            ledger.deployment,
+            to_block=to_block,
+            ledger=ledger,
+            cache=cache,
+            progress=lambda done, total, _events: update(done, total),
+        )
+    emit(report.to_json(), as_json, out)
+    if reports is not None:
+        written = write_reports(report, reports)
+        if not as_json:
+            console.print(f"reports: {written['html']} and {written['json']}")
+    if not as_json:
+        _print_replay(report)
+    exit_for(report.findings)
+
+
+def _print_replay(report: AuditReport) -> None:
+    summary = Table(title="Replay", header_style="bold", show_header=False)
+    summary.add_column("what")
+    summary.add_column("value", justify="right")
+    rows = [
+        ("blocks", f"{report.from_block} to {report.to_block}"),
+        ("events", f"{report.events:,}"),
+        ("members", str(len(report.members))),
+        ("consents", str(len(report.consents))),
+        ("records", str(len(report.records))),
+        ("disclosures", str(len(report.disclosures))),
+        ("break-glass to review", str(len(report.review_queue))),
+        ("events/s", f"{events_per_second(report):,.0f}"),
+    ]
+    for what, value in rows:
+        summary.add_row(what, value)
+    console.print(summary)
+    console.print(verdict(report))
+    if report.findings:
+        console.print(findings_table(report.findings))
+
+
+# ---------------------------------------------------------------------- accounting
+
+
+@app.command("accounting")
+@friendly
+def accounting_command(
+    patient: Annotated[str, typer.Option(help="The patient's pseudonym (one per custodian).")],
+    rpc_url: RpcUrl = None,
+    deployment_file: DeploymentFile = None,
+    fhir: Annotated[
+        bool, typer.Option("--fhir", help="A FHIR R4 Bundle of AuditEvent (IHE BALP) instead.")
+    ] = False,
+    out: OutFile = None,
+) -> None:
+    """The accounting of disclosures of one pseudonym's records (HIPAA 164.528), from the chain."""
+    ledger = connect(rpc_url, deployment_file)
+    with paging("replaying events") as update:
+        report = replay(
+            rpc_url or Settings().rpc_url,
+            ledger.deployment,
+            progress=lambda done, total, _events: update(done, total),
+        )
+    document = accounting_fhir(report, patient.lower()) if fhir else accounting_json(report, patient.lower())
+    emit(document, True, out)

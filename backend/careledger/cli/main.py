@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from careledger.chain.devnet import COUNCIL_INDEXES, COUNCIL_THRESHOLD, DEPLOYER_INDEX, start_devnet
+from careledger.cli.audit import app as audit_app
 from careledger.cli.dev import dev
 from careledger.cli.gateway import app as gateway_app
 from careledger.cli.output import console, friendly
@@ -22,6 +23,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="CareLedger c
 chain_app = typer.Typer(no_args_is_help=True, help="Local chain and contract deployment.")
 app.add_typer(chain_app, name="chain")
 app.add_typer(gateway_app, name="gateway")
+app.add_typer(audit_app, name="audit")
 app.command("dev")(dev)
 
 

@@ -24,7 +24,7 @@ def friendly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except CareLedgerError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
