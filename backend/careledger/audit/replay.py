@@ -551,9 +551,8 @@ def check_erasures(report: AuditReport, replay: Replay, ledger: Ledger) -> None:
     for record_id, tx_hash, block in replay.erasures:
         tx = ledger.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
         _, params = contract.decode_function_input(tx["input"])
-        erasure = Erasure(
-            params["erasure"][0], bytes(params["erasure"][1]), params["erasure"][2], params["erasure"][3]
-        )
+        signed = params["erasure"]  # web3 decodes the struct by field name
+        erasure = Erasure(signed["patient"], bytes(signed["recordId"]), signed["nonce"], signed["deadline"])
         digest = erasure.digest(ledger.record_domain)
         signature = bytes(params["signature"])
         patient = report.records[record_id].patient

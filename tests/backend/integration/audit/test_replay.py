@@ -13,9 +13,9 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from careledger.audit.replay import events_per_second, replay
-from careledger.chain.clients import Disclosure, RecordEntry
+from careledger.chain.clients import AnchorReceipt, Disclosure, RecordEntry
 from careledger.chain.devnet import Devnet, dev_key, start_devnet
-from careledger.chain.eip712 import Enrollment, Grant, Revocation
+from careledger.chain.eip712 import Enrollment, Erasure, Grant, Revocation
 from careledger.chain.sender import Sender
 from careledger.codes import Category, Purpose, Role, mask
 
@@ -33,6 +33,7 @@ class Net:
     patient: LocalAccount
     claim: bytes  # record id of an anchored claim
     consent_id: bytes
+    anchored: AnchorReceipt
 
 
 def _admit(devnet: Devnet, who: Sender, role: Role, endpoint: str = "") -> None:
@@ -88,6 +89,7 @@ def net() -> Iterator[Net]:
             patient,
             anchored.records[0].record_id,
             granted.consent_id,
+            anchored,
         )
     finally:
         devnet.anvil.stop()
@@ -156,3 +158,20 @@ def test_disclosure_to_a_non_member_is_found(net: Net) -> None:
     stranger = Account.create()
     _disclose(net, basis=net.consent_id, signer=stranger, requester=stranger.address)
     assert _codes(net) == ["disclosure-to-non-member", "disclosure-without-consent"]
+
+
+def test_erasure_with_the_patients_signature_is_accepted(net: Net) -> None:
+    ledger = net.devnet.ledger
+    record = net.anchored.records[0]
+    erasure = Erasure(net.patient.address, record.record_id, 9, FAR)
+    ledger.records.erase_by_sig(
+        net.relayer,
+        erasure,
+        record,
+        net.anchored.proof(record.record_id),
+        erasure.sign(net.patient.key, ledger.record_domain),
+    )
+    d = net.devnet
+    report = replay(d.anvil.url, d.deployment, ledger=d.ledger)
+    assert report.findings == []
+    assert report.records["0x" + record.record_id.hex()].erased_block is not None
