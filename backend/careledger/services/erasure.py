@@ -54,6 +54,9 @@ def erase(
         live = [v for v in versions if v.status != "erased"]
         if not live:
             raise errors.Gone("this record was already erased")
+        if versions[-1].record_id != record_id:
+            # The on-chain mark covers the versions the signed one supersedes, not later ones.
+            raise errors.Conflict(f"sign the erasure of the latest version, 0x{versions[-1].record_id.hex()}")
         for hold in RetentionHolds(s).for_patient(patient.id):
             if hold.resource_type in (None, row.resource_type):
                 raise errors.RetentionHold(f"erasure refused under a legal retention hold: {hold.basis}")

@@ -27,6 +27,7 @@ from tests.backend.gateways import (
     bundle,
     consent_grant,
     enroll,
+    observation,
     records_of,
     wait_anchored,
     wait_until,
@@ -177,3 +178,23 @@ def test_accounting_lists_disclosures_from_the_chain(cluster: Cluster, gateway_a
             "GET", f"{url}/patients/{patient.address}/disclosures"
         )
     assert refused.value.status == 403
+
+
+def test_erasure_of_a_superseded_version_is_refused_naming_the_latest(
+    cluster: Cluster, gateway_a: GatewayProcess
+) -> None:
+    url = gateway_a.url
+    patient = Account.create()
+    enroll(cluster, url, patient)
+    staff = CareLedgerClient(dev_key(10), cluster.ledger)
+    first = observation()
+    staff.post_fhir(url, first)
+    changed = observation()
+    changed["valueQuantity"]["value"] = 7.1
+    staff.post_fhir(url, changed)
+    v1, v2 = sorted(wait_anchored(cluster, url, patient, count=2), key=lambda r: int(r["version"]))
+    with pytest.raises(errors.GatewayRefused) as refused:
+        _erase(cluster, url, patient, bytes.fromhex(str(v1["recordId"])[2:]), nonce=1)
+    assert refused.value.status == 409 and str(v2["recordId"]) in refused.value.detail
+    answer = _erase(cluster, url, patient, bytes.fromhex(str(v2["recordId"])[2:]), nonce=2)
+    assert sorted(answer["erased"]) == sorted([v1["recordId"], v2["recordId"]])  # type: ignore[arg-type]
