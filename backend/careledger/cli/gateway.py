@@ -22,7 +22,9 @@ app = typer.Typer(no_args_is_help=True, help="Run a custodian's gateway.")
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(help="API worker processes; one relayer runs, by lease.")] = 1,
+    workers: Annotated[
+        int, typer.Option(envvar="CARELEDGER_WORKERS", help="API worker processes; one sends, by lease.")
+    ] = 1,
 ) -> None:
     """Serve the gateway configured by CARELEDGER_* settings until Ctrl-C."""
     Settings()  # fail here, with a clear message, on invalid settings
