@@ -12,6 +12,7 @@ from careledger.cli.output import console, friendly
 from careledger.config import Settings
 from careledger.crypto.keyfile import create_key_file
 from careledger.services.gateway import build_gateway, new_private_key_file
+from careledger.services.holds import add_hold
 from careledger.services.keys import rotate_now_or_request
 
 app = typer.Typer(no_args_is_help=True, help="Run a custodian's gateway.")
@@ -67,5 +68,26 @@ def rotate_kek(
         with console.status("rotating the key-encryption key…"):
             key_id = rotate_now_or_request(gw, wait_s=wait)
         console.print(f"key-encryption key rotated; current key {key_id}")
+    finally:
+        gw.close()
+
+
+@app.command("hold")
+@friendly
+def hold(
+    patient: Annotated[str, typer.Option(help="The patient's pseudonym at this custodian.")],
+    basis: Annotated[
+        str, typer.Option(help="The legal basis, shown to the patient when an erasure is refused.")
+    ],
+    resource_type: Annotated[
+        str | None, typer.Option(help="Only this FHIR resource type (default: every record).")
+    ] = None,
+) -> None:
+    """Place a legal retention hold (GDPR 17(3)) that refuses erasures, with its basis."""
+    gw = build_gateway(Settings().model_copy(update={"relayer_enabled": False}))
+    try:
+        placed = add_hold(gw, patient, basis, resource_type)
+        scope = placed.resource_type or "every record"
+        console.print(f"hold {placed.hold_id} on {scope} of {placed.patient}: {placed.basis}")
     finally:
         gw.close()

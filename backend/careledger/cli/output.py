@@ -11,7 +11,7 @@ from rich.console import Console
 
 from careledger.errors import CareLedgerError
 
-console = Console()
+console = Console(soft_wrap=True)  # lines stay whole when piped (tables still fit the width)
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 

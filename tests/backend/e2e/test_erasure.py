@@ -3,8 +3,9 @@ and the patient's accounting of disclosures, built from chain events."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,7 @@ from careledger.crypto.envelope import record_aad
 from careledger.crypto.keyfile import load_key_file
 from careledger.services.keys import record_key
 from careledger.store.db import Database
-from careledger.store.models import RetentionHoldRow
-from careledger.store.repositories import Patients, Records, RetentionHolds
+from careledger.store.repositories import Patients, Records
 from tests.backend.gateways import (
     GatewayProcess,
     bundle,
@@ -124,22 +124,30 @@ def test_erasure_shreds_for_good_and_is_marked_on_chain(
 
 
 def test_erasure_under_retention_hold_is_refused_with_its_basis(
-    cluster: Cluster, gateway_a: GatewayProcess, database_url: str
+    cluster: Cluster, gateway_a: GatewayProcess
 ) -> None:
     patient, claim = _patient_with_claim(cluster, gateway_a.url)
-    db = Database(database_url)
-    with db.session() as s:
-        owner = Patients(s).by_address(patient.address)
-        assert owner is not None
-        RetentionHolds(s).add(
-            RetentionHoldRow(
-                patient_id=owner.id,
-                resource_type="Claim",
-                basis="tax law: 10-year retention of claims",
-                created_at=datetime.now(UTC),
-            )
-        )
-    db.dispose()
+    placed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "careledger.cli.main",
+            "gateway",
+            "hold",
+            "--patient",
+            patient.address,
+            "--resource-type",
+            "Claim",
+            "--basis",
+            "tax law: 10-year retention of claims",
+        ],
+        env=gateway_a.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert placed.returncode == 0, placed.stderr
+    assert "10-year retention" in placed.stdout
     with pytest.raises(errors.GatewayRefused) as held:
         _erase(cluster, gateway_a.url, patient, bytes.fromhex(str(claim["recordId"])[2:]), nonce=5)
     assert held.value.status == 409 and "10-year retention" in held.value.detail
