@@ -11,10 +11,9 @@ from eth_utils.crypto import keccak
 
 from careledger import errors
 from careledger.codes import Category, Purpose, Role
-from careledger.crypto.envelope import SealedRecord, open_record, record_aad
+from careledger.crypto.envelope import SealedRecord, open_record
 from careledger.services import keys
 from careledger.services.gateway import Gateway
-from careledger.services.keys import record_key
 from careledger.services.requests import Principal
 from careledger.store.models import DisclosureRow, PatientRow, RecordRow
 from careledger.store.repositories import Disclosures, Patients, Records
@@ -115,15 +114,9 @@ def _open(
     break_glass: bool,
 ) -> Disclosed:
     assert row.ciphertext and row.sealed_meta and row.wrapped_key and row.kek_id and row.ciphertext_sha256
-    aad = record_aad(
-        record_key(gw.custodian, patient.address, row.resource_type, row.resource_id), row.version
-    )
+    aad = keys.aad_of(gw.custodian, patient.address, row.resource_type, row.resource_id, row.version)
     sealed = SealedRecord(row.ciphertext, row.sealed_meta, row.wrapped_key, row.kek_id)
-    try:
-        content, meta = open_record(sealed, aad, gw.kek)
-    except errors.DecryptionFailed:
-        keys.reload(gw)  # another process may have rotated the KEK
-        content, meta = open_record(sealed, aad, gw.kek)
+    content, meta = keys.opening(gw, lambda kek: open_record(sealed, aad, kek))
     return Disclosed(
         content=content,
         record_id=row.record_id,

@@ -11,14 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from careledger import errors
 from careledger.codes import Category, Role
-from careledger.crypto.envelope import OpenedMeta, open_meta, record_aad
+from careledger.crypto.envelope import OpenedMeta, open_meta
 from careledger.services import keys
 from careledger.services.gateway import Gateway
-from careledger.services.keys import record_key
 from careledger.services.requests import Principal
 from careledger.store.db import Session
 from careledger.store.models import RecordRow
@@ -65,17 +64,13 @@ def export_records(gw: Gateway, principal: Principal, after: str | None, limit: 
     if not 1 <= limit <= MAX_PAGE:
         raise errors.InvalidRequest(f"limit must be between 1 and {MAX_PAGE}")
     after_id = decode_cursor(after) if after else 0
-    reloaded = False
     with gw.db.session() as s:
         records = Records(s)
         rows = list(records.page(after_id, limit + 1))
         total = sum(records.count_by_status().values())
         more = len(rows) > limit
         rows = rows[:limit]
-        exported = []
-        for row in rows:
-            item, reloaded = _export(gw, s, row, reloaded)
-            exported.append(item)
+        exported = [_export(gw, s, row) for row in rows]
     return ExportPage(gw.custodian, exported, encode_cursor(rows[-1].id) if more else None, total)
 
 
@@ -93,57 +88,39 @@ def decode_cursor(cursor: str) -> int:
     return int.from_bytes(raw[len(_CURSOR_TAG) :], "big")
 
 
-def _export(gw: Gateway, s: Session, row: RecordRow, reloaded: bool) -> tuple[ExportedRecord, bool]:
+def _export(gw: Gateway, s: Session, row: RecordRow) -> ExportedRecord:
     patient = Patients(s).by_id(row.patient_id)
     assert patient is not None
     batch = Batches(s).by_id(row.batch_id) if row.batch_id is not None else None
     meta: OpenedMeta | None = None
     if row.status != "erased" and row.sealed_meta and row.wrapped_key:
-        aad = record_aad(
-            record_key(gw.custodian, patient.address, row.resource_type, row.resource_id), row.version
-        )
-        meta, reloaded = _meta(gw, row.sealed_meta, row.wrapped_key, aad, reloaded)
+        aad = keys.aad_of(gw.custodian, patient.address, row.resource_type, row.resource_id, row.version)
+        meta = _meta(gw, row.sealed_meta, row.wrapped_key, aad)
     erased = row.status == "erased"
-    return (
-        ExportedRecord(
-            record_id=row.record_id,
-            patient=patient.address,
-            resource_type=row.resource_type,
-            resource_id=row.resource_id,
-            version=row.version,
-            category=Category(row.category),
-            status=row.status,
-            commitment=row.commitment,
-            supersedes=row.supersedes,
-            ciphertext=None if erased else row.ciphertext,
-            salt=meta.salt if meta else None,
-            plaintext_sha256=meta.plaintext_sha256 if meta else None,
-            created_at=_utc(row.created_at),
-            anchored_at=_utc(row.anchored_at) if row.anchored_at else None,
-            erased_at=_utc(row.erased_at) if row.erased_at else None,
-            batch_id=batch.chain_batch_id if batch is not None else None,
-        ),
-        reloaded,
+    return ExportedRecord(
+        record_id=row.record_id,
+        patient=patient.address,
+        resource_type=row.resource_type,
+        resource_id=row.resource_id,
+        version=row.version,
+        category=Category(row.category),
+        status=row.status,
+        commitment=row.commitment,
+        supersedes=row.supersedes,
+        ciphertext=None if erased else row.ciphertext,
+        salt=meta.salt if meta else None,
+        plaintext_sha256=meta.plaintext_sha256 if meta else None,
+        created_at=row.created_at,
+        anchored_at=row.anchored_at,
+        erased_at=row.erased_at,
+        batch_id=batch.chain_batch_id if batch is not None else None,
     )
 
 
-def _meta(
-    gw: Gateway, sealed_meta: bytes, wrapped_key: bytes, aad: bytes, reloaded: bool
-) -> tuple[OpenedMeta | None, bool]:
+def _meta(gw: Gateway, sealed_meta: bytes, wrapped_key: bytes, aad: bytes) -> OpenedMeta | None:
     """The salt and plaintext digest, or None if they do not open (the auditor then sees a
-    record it cannot check). The key file is read again once, in case another process rotated it."""
+    record it cannot check)."""
     try:
-        return open_meta(sealed_meta, wrapped_key, aad, gw.kek), reloaded
+        return keys.opening(gw, lambda kek: open_meta(sealed_meta, wrapped_key, aad, kek))
     except errors.DecryptionFailed:
-        if reloaded:
-            return None, reloaded
-    keys.reload(gw)
-    try:
-        return open_meta(sealed_meta, wrapped_key, aad, gw.kek), True
-    except errors.DecryptionFailed:
-        return None, True
-
-
-def _utc(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; the gateway writes UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return None

@@ -8,7 +8,8 @@ in free pages, WAL frames or dead tuples were wrapped under a KEK that no longer
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from careledger import errors
 from careledger.crypto.envelope import record_aad
@@ -19,6 +20,7 @@ from careledger.store.repositories import GatewayState, Leases, Patients, Record
 if TYPE_CHECKING:
     from careledger.services.gateway import Gateway
 
+T = TypeVar("T")
 KEK_CURRENT = "kek_current"
 ROTATION_REQUESTED = "kek_rotation_requested"
 CHUNK = 500
@@ -59,6 +61,21 @@ def record_key(custodian: str, patient: str, resource_type: str, resource_id: st
     return f"{custodian}|{patient}|{resource_type}/{resource_id}".encode()
 
 
+def aad_of(custodian: str, patient: str, resource_type: str, resource_id: str, version: int) -> bytes:
+    """The associated data of one version of one record."""
+    return record_aad(record_key(custodian, patient, resource_type, resource_id), version)
+
+
+def opening(gw: Gateway, open_with: Callable[[KeyRing], T]) -> T:
+    """Open with the current key ring, reading the key file again once if that fails: another
+    process may have rotated the KEK."""
+    try:
+        return open_with(gw.kek)
+    except errors.DecryptionFailed:
+        reload(gw)
+        return open_with(gw.kek)
+
+
 def rotate(gw: Gateway) -> int:
     """Re-wrap every data key under a fresh KEK, then destroy the old ones; returns the count.
 
@@ -80,9 +97,7 @@ def rotate(gw: Gateway) -> int:
             for row in rows:
                 patient = Patients(s).by_id(row.patient_id)
                 assert patient is not None and row.wrapped_key is not None
-                aad = record_aad(
-                    record_key(gw.custodian, patient.address, row.resource_type, row.resource_id), row.version
-                )
+                aad = aad_of(gw.custodian, patient.address, row.resource_type, row.resource_id, row.version)
                 row.wrapped_key = gw.kek.wrap(gw.kek.unwrap(row.wrapped_key, aad), aad)
                 row.kek_id = gw.kek.key_id
             count += len(rows)

@@ -321,7 +321,7 @@ class Relayer:
     def _due(self, oldest: datetime | None, count: int, cap: int, max_age_s: float) -> bool:
         if oldest is None:
             return False
-        return count >= cap or _now(self.clock) - _aware(oldest) >= timedelta(seconds=max_age_s)
+        return count >= cap or _now(self.clock) - oldest >= timedelta(seconds=max_age_s)
 
     def _anchor_due(self) -> bool:
         cap = self.settings.anchor_batch_max
@@ -457,8 +457,3 @@ def _disclosure(row: DisclosureRow) -> Disclosure:
 
 def _now(clock: Callable[[], float]) -> datetime:
     return datetime.fromtimestamp(clock(), UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite hands datetimes back naive; they were stored in UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)

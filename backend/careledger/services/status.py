@@ -27,8 +27,7 @@ def readiness(gw: Gateway) -> dict[str, Any]:
                 "relay_jobs_pending": ChainJobs(s).count_pending(),
             }
             if oldest is not None:
-                aware = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
-                state["anchorLagSeconds"] = (datetime.fromtimestamp(gw.clock(), UTC) - aware).total_seconds()
+                state["anchorLagSeconds"] = (datetime.fromtimestamp(gw.clock(), UTC) - oldest).total_seconds()
     except errors.StoreUnavailable as exc:
         state["database"] = str(exc)
     relayer = gw.relayer

@@ -9,21 +9,35 @@ left in free pages, WAL frames or dead tuples stay sealed under a key that no lo
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Dialect,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that always comes back timezone-aware in UTC (SQLite hands back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None or value.tzinfo is not None:
+            return value
+        return value.replace(tzinfo=UTC)
 
 
 class Base(DeclarativeBase):
@@ -44,7 +58,7 @@ class PatientRow(Base):
     status: Mapped[str] = mapped_column(String(16))  # pending | enrolled
     tx_hash: Mapped[str | None] = mapped_column(String(66))
     block_number: Mapped[int | None] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class RecordRow(Base):
@@ -75,9 +89,9 @@ class RecordRow(Base):
     status: Mapped[str] = mapped_column(String(16))  # pending | anchored | erased
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("anchor_batches.id"))
     leaf_index: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    anchored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    anchored_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    erased_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     erasure_tx: Mapped[str | None] = mapped_column(String(66))
 
 
@@ -99,8 +113,8 @@ class ChainTxRow(Base):
     status: Mapped[str] = mapped_column(String(16))  # signed | mined | reverted | dropped
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     gas_used: Mapped[int | None] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    mined_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    mined_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class AnchorBatchRow(Base):
@@ -115,7 +129,7 @@ class AnchorBatchRow(Base):
     tx_id: Mapped[int | None] = mapped_column(ForeignKey("chain_txs.id"))
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     record_count: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class ChainJobRow(Base):
@@ -134,8 +148,8 @@ class ChainJobRow(Base):
     tx_id: Mapped[int | None] = mapped_column(ForeignKey("chain_txs.id"))
     result: Mapped[str | None] = mapped_column(Text)  # JSON
     error: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class DisclosureRow(Base):
@@ -161,7 +175,7 @@ class DisclosureRow(Base):
     status: Mapped[str] = mapped_column(String(16))  # pending | sending | logged
     tx_id: Mapped[int | None] = mapped_column(ForeignKey("chain_txs.id"))
     reviewed: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class NonceRow(Base):
@@ -193,7 +207,7 @@ class RetentionHoldRow(Base):
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"))
     resource_type: Mapped[str | None] = mapped_column(String(64))
     basis: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class GatewayStateRow(Base):
