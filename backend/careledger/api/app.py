@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -26,7 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from careledger import errors, logs
-from careledger.api import schemas
+from careledger.api import examples, schemas
+from careledger.api.openapi import answers, document, fhir_answer, fhir_body, json_answer, json_body, ref
 from careledger.api.problems import FHIR_CONTENT_TYPE, PROBLEM_CONTENT_TYPE, outcome, problem, status_of
 from careledger.codes import Purpose, categories_of, purposes_of
 from careledger.config import Settings
@@ -155,14 +156,24 @@ async def principal(request: Request) -> Principal:
 
 
 Signed = Annotated[Principal, Depends(principal)]
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {
-        "model": schemas.Problem,
-        "description": "Missing, malformed, stale, replayed or foreign signature",
-    },
-    403: {"model": schemas.Problem, "description": "The signer may not do this"},
-    422: {"model": schemas.Problem, "description": "Invalid request"},
-    503: {"model": schemas.Problem, "description": "The chain or the database is unavailable; retry"},
+
+
+class FhirResponse(JSONResponse):
+    """JSON under FHIR's media type (documents the /fhir routes' bodies)."""
+
+    media_type = FHIR_CONTENT_TYPE
+
+
+# Refusals every signed route can answer with; `None` takes the standard meaning (openapi.MEANING).
+AUTH: dict[int, str | None] = {401: None, 503: None}
+BODY: dict[int, str | None] = {400: "The body is not a JSON document in UTF-8", 413: None}
+JOB = "The relayed message; 200 once mined (`done`), 202 while `pending` or `sent` (poll GET /jobs/{job})"
+JOB_ANSWERS: dict[str, dict[str, Any]] = {
+    "s200": json_answer("Mined: the message is on chain", None, done=examples.JOB_DONE),
+    "s202": json_answer(
+        "Accepted, not mined yet: poll GET /jobs/{job}", "JobPublic", sent=examples.JOB_PENDING
+    ),
+    "s422": json_answer("The contract refused the relayed message", "JobPublic", failed=examples.JOB_FAILED),
 }
 
 
@@ -237,17 +248,50 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
 
     # ------------------------------------------------------------------ operations
 
-    @app.get("/health", tags=["operations"], summary="Liveness (no data, no signature)")
+    @app.get(
+        "/health",
+        tags=["operations"],
+        response_model=schemas.HealthPublic,
+        summary="Liveness (no data, no signature)",
+        description="Answers while the process serves HTTP; says nothing about the chain or the database.",
+        responses=answers({}, s200=json_answer("Serving", None, ok={"status": "ok"})),
+    )
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["operations"], summary="Readiness: chain, database and relayer state")
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        response_model=schemas.ReadinessPublic,
+        summary="Readiness: chain, database and relayer state",
+        description="200 when the chain and the database answer, 503 otherwise (same body). Queue depths, "
+        "anchor lag and whether this process holds the relayer lease; no data, no signature.",
+        responses=answers(
+            {},
+            s200=json_answer("Ready", None, ready=examples.READY),
+            s503=json_answer(
+                "Not ready: the chain or the database does not answer",
+                "ReadinessPublic",
+                chain_down=examples.NOT_READY,
+            ),
+        ),
+    )
     def ready(request: Request) -> JSONResponse:
         state = readiness(request.app.state.gateway)
         _update_gauges(metrics, state)
         return JSONResponse(state, 200 if state["ready"] else 503)
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (no data, no signature)")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        summary="Prometheus metrics (no data, no signature)",
+        description="Request counts and latencies by route template, queue depths, anchor lag, chain head, "
+        "in the Prometheus text format.",
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}, "example": examples.METRICS}}}
+        },
+    )
     def prometheus(request: Request) -> Response:
         _update_gauges(metrics, readiness(request.app.state.gateway))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -257,9 +301,25 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     @app.post(
         "/enrollments",
         tags=["enrollment"],
-        responses=ERRORS,
         response_model=schemas.EnrollmentOfferPublic,
         summary="Staff start a patient's enrollment; answers what the patient signs",
+        description="This custodian's staff (its CLINIC admin or signer key) bind a patient pseudonym to the "
+        "EHR's `Patient/<id>`. The answer is the EIP-712 Enrollment (a salted commitment to the reference, "
+        "never the reference) for the patient to sign and send to POST /enrollments/{patient}/signature. "
+        "Asking again for the same pair gives a fresh offer.",
+        responses=answers(
+            {
+                **AUTH,
+                **BODY,
+                403: "Not this custodian's staff",
+                409: "The pseudonym is already bound to another local reference here",
+                422: "patient is not an address, or localReference is not Patient/<id>",
+            },
+            s200=json_answer("The Enrollment to sign", None, offer=examples.ENROLLMENT_OFFER),
+        ),
+        openapi_extra=json_body(
+            example=("Bind a pseudonym to the EHR's Patient/example", examples.ENROLLMENT_CREATE)
+        ),
     )
     def start_enrollment(
         body: schemas.EnrollmentCreate, who: Signed, request: Request
@@ -272,9 +332,24 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     @app.post(
         "/enrollments/{patient}/signature",
         tags=["enrollment"],
-        responses=ERRORS,
         response_model=schemas.JobPublic,
         summary="The patient signs the enrollment; relayed on chain",
+        description="Signed by the patient's own key (keyid = {patient}): the EIP-712 signature over the "
+        "offer's Enrollment, with its nonce and deadline. The gateway checks it and relays it to "
+        "RecordRegistry, waiting up to 10 s for it to be mined. " + JOB,
+        responses=answers(
+            {
+                **AUTH,
+                **BODY,
+                403: "The request is not signed by {patient}",
+                404: "No enrollment was started for this pseudonym here",
+                422: "The signature is not the patient's over this Enrollment, or its deadline passed",
+            },
+            success=JOB_ANSWERS,
+        ),
+        openapi_extra=json_body(
+            signed=("The patient's signature of the offer", examples.ENROLLMENT_SIGNATURE)
+        ),
     )
     def complete_enrollment(
         patient: str, body: schemas.EnrollmentSignature, who: Signed, request: Request
@@ -291,14 +366,45 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     @app.post(
         "/fhir",
         tags=["records"],
-        responses={
-            **ERRORS,
-            400: {"description": "Invalid FHIR (OperationOutcome)"},
-            409: {"description": "Patient not enrolled"},
-            413: {"description": "Body too large"},
-            415: {"description": "Not application/fhir+json"},
-        },
+        response_class=FhirResponse,
         summary="Post a FHIR R4 resource or transaction Bundle for an enrolled patient",
+        description="This custodian's staff send one resource, or a transaction Bundle (atomic: all stored "
+        "or none), about one enrolled patient. Each resource is sealed and queued for anchoring; the same "
+        "(resourceType, id) with identical content is a no-op, with changed content a new version. "
+        "201 when anything new was stored, 200 when all was identical. A Bundle is answered with a "
+        "transaction-response Bundle, a single resource with an OperationOutcome. Refusals are "
+        "OperationOutcomes, one issue per problem with its FHIRPath expression.",
+        responses=answers(
+            {
+                **AUTH,
+                400: "Not valid FHIR R4 JSON (syntax, depth, structure, unsupported type or reference)",
+                403: "Not this custodian's staff",
+                409: "The patient is not enrolled here, or a resource was erased",
+                413: None,
+                415: None,
+                422: "An entry is about another patient than the Bundle's",
+            },
+            fhir=True,
+            s200=fhir_answer(
+                "Nothing new: identical to the stored versions",
+                {"oneOf": [ref("FhirBundle"), ref("OperationOutcome")]},
+                bundle=examples.TRANSACTION_RESPONSE,
+            ),
+            s201=fhir_answer(
+                "Stored; anchoring pending",
+                {"oneOf": [ref("FhirBundle"), ref("OperationOutcome")]},
+                bundle=examples.TRANSACTION_RESPONSE,
+                resource=examples.STORED_ONE,
+            ),
+        ),
+        openapi_extra=fhir_body(
+            "A FHIR R4 resource or transaction Bundle (application/fhir+json; application/json is accepted)",
+            bundle=(
+                "Transaction Bundle: HL7 R4 examples Observation f001 and Claim 100150 for Patient/example",
+                examples.FHIR_TRANSACTION_BUNDLE,
+            ),
+            resource=("One resource: HL7 R4 example Observation f001 (glucose)", examples.FHIR_OBSERVATION),
+        ),
     )
     def post_fhir(who: Signed, request: Request) -> JSONResponse:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -315,9 +421,18 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     @app.get(
         "/patients/{patient}/records",
         tags=["records"],
-        responses=ERRORS,
         response_model=list[schemas.RecordPublic],
         summary="A patient's record metadata at this custodian",
+        description="Every version of every record of the pseudonym here, with its anchoring status: for "
+        "the patient itself, this custodian's staff and AUDITOR members. Metadata only, no content.",
+        responses=answers(
+            {
+                **AUTH,
+                403: "Neither the patient, this custodian's staff nor an auditor",
+                404: "Not a pseudonym, or no such patient here",
+            },
+            s200=json_answer("The patient's records", None, records=examples.RECORDS),
+        ),
     )
     def patient_records(patient: str, who: Signed, request: Request) -> list[schemas.RecordPublic]:
         return [
@@ -338,8 +453,33 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     @app.get(
         "/records/{record_id}",
         tags=["records"],
-        responses={**ERRORS, 404: {"description": "Unknown record"}, 410: {"description": "Erased"}},
+        response_class=FhirResponse,
         summary="Read a record: the body is the committed FHIR JSON; headers carry the proof",
+        description="For a member whose consent on chain covers the record's category for `purpose`, a "
+        "CLINIC member breaking the glass (purpose ETREAT or BTG with the signed headers "
+        "careledger-break-glass-reason and careledger-acting-user; rate-limited, always logged and shown "
+        "to the patient), or the patient. The body is exactly the committed bytes; the CareLedger-* "
+        "headers let the reader check them against the commitment on chain. Every disclosure to a member "
+        "is logged in AccessLog with the request's signature.",
+        responses=answers(
+            {
+                **AUTH,
+                403: "No consent covers this category and purpose, not a member, or break-glass refused",
+                404: "No such record at this custodian (or not 32 bytes of hex)",
+                409: "The record is not anchored yet; retry in a moment",
+                410: None,
+                422: "purpose is missing or not an HL7 ActReason code this network knows",
+                429: None,
+            },
+            s200={
+                "description": "The record's FHIR JSON, as committed",
+                "headers": PROOF_HEADERS,
+                "content": {
+                    FHIR_CONTENT_TYPE: {"schema": ref("FhirResource"), "example": examples.FHIR_OBSERVATION}
+                },
+            },
+        ),
+        openapi_extra={"parameters": BREAK_GLASS_PARAMETERS},
     )
     def read_record(
         record_id: str,
@@ -360,14 +500,25 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     @app.post(
         "/records/{record_id}/erasure",
         tags=["records"],
-        responses={
-            **ERRORS,
-            404: {"description": "Unknown record"},
-            409: {"description": "Retention hold"},
-            410: {"description": "Already erased"},
-        },
         response_model=schemas.ErasurePublic,
         summary="The patient's signed erasure: every version crypto-shredded, marked on chain",
+        description="Signed by the record's patient, with the patient's EIP-712 Erasure signature of the "
+        "latest version's record id. Every version's ciphertext, data key and salt are destroyed, the "
+        "key-encryption key rotated, and the erasure marked on chain with the patient's signature. The "
+        "answer lists the members any version was disclosed to (GDPR art. 19).",
+        responses=answers(
+            {
+                **AUTH,
+                **BODY,
+                403: "Not the record's patient",
+                404: "No such record at this custodian",
+                409: "Not the latest version, or a legal retention hold (the detail gives its basis)",
+                410: "Already erased",
+                422: "The Erasure signature is not the patient's, or its deadline passed",
+            },
+            s200=json_answer("Erased", None, erased=examples.ERASURE),
+        ),
+        openapi_extra=json_body(signed=("The patient's signed Erasure", examples.ERASURE_REQUEST)),
     )
     def erase_record(
         record_id: str, body: schemas.ErasureRequest, who: Signed, request: Request
@@ -391,9 +542,15 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     @app.get(
         "/patients/{patient}/disclosures",
         tags=["records"],
-        responses=ERRORS,
         response_model=list[schemas.DisclosurePublic],
         summary="Accounting of disclosures of a pseudonym's records, at every custodian, from the chain",
+        description="Every AccessLog entry about the pseudonym's records, at any custodian, read from chain "
+        "events (HIPAA 164.528): when, which record, who asked (recovered from the logged signature), for "
+        "what purpose, under which consent or break-glass. For the patient itself and AUDITOR members.",
+        responses=answers(
+            {**AUTH, 403: "Neither the patient nor an AUDITOR member", 404: "Not a pseudonym"},
+            s200=json_answer("The disclosures, oldest first", None, disclosures=examples.DISCLOSURES),
+        ),
     )
     def disclosures(patient: str, who: Signed, request: Request) -> list[schemas.DisclosurePublic]:
         return [
@@ -417,9 +574,24 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     @app.post(
         "/consents/grants",
         tags=["consent"],
-        responses=ERRORS,
         response_model=schemas.JobPublic,
         summary="Relay a grant the patient signed (EIP-712)",
+        description="Signed by the patient (keyid = message.patient): a ConsentRegistry Grant and the "
+        "patient's EIP-712 signature of it. Checked, then relayed on chain; the consent id is in the "
+        "job's result. " + JOB,
+        responses=answers(
+            {
+                **AUTH,
+                **BODY,
+                403: "The request is not signed by the grant's patient",
+                422: "Empty or unknown categories or purposes (BTG is never granted), an empty or past "
+                "window, a passed deadline, a grantee that is not a member, or a bad signature",
+            },
+            success=JOB_ANSWERS,
+        ),
+        openapi_extra=json_body(
+            insurer=("Claims, for payment, to an insurer, for a year", examples.GRANT_SUBMIT)
+        ),
     )
     def grant(body: schemas.GrantSubmit, who: Signed, request: Request) -> JSONResponse:
         status = consent.submit_grant(
@@ -430,9 +602,23 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     @app.post(
         "/consents/revocations",
         tags=["consent"],
-        responses=ERRORS,
         response_model=schemas.JobPublic,
         summary="Relay a revocation the patient signed, at once",
+        description="Signed by the patient: a Revocation naming one of the patient's consents, and its "
+        "EIP-712 signature. Relayed before any other pending work; it takes effect in the block that "
+        "includes it. Any active member's gateway relays it. " + JOB,
+        responses=answers(
+            {
+                **AUTH,
+                **BODY,
+                403: "The request is not signed by the revocation's patient",
+                404: "No such consent of this patient",
+                409: "The consent is already revoked",
+                422: "A passed deadline or a bad signature",
+            },
+            success=JOB_ANSWERS,
+        ),
+        openapi_extra=json_body(revoke=("Revoke the insurer's consent", examples.REVOCATION_SUBMIT)),
     )
     def revoke(body: schemas.RevocationSubmit, who: Signed, request: Request) -> JSONResponse:
         status = consent.submit_revocation(
@@ -443,9 +629,18 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     @app.get(
         "/patients/{patient}/consents",
         tags=["consent"],
-        responses=ERRORS,
         response_model=list[schemas.ConsentPublic],
         summary="A patient's consents, from the chain",
+        description="Every consent the pseudonym granted, to any member, with its state (active, expired, "
+        "revoked, not yet valid) and transactions. For the patient itself and any active member.",
+        responses=answers(
+            {
+                **AUTH,
+                403: "Neither the patient nor an active member",
+                404: "Not a pseudonym (an Ethereum address)",
+            },
+            s200=json_answer("The consents", None, consents=examples.CONSENTS),
+        ),
     )
     def consents(patient: str, who: Signed, request: Request) -> list[schemas.ConsentPublic]:
         gw: Gateway = request.app.state.gateway
@@ -470,8 +665,32 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     @app.post(
         "/fhir/Consent",
         tags=["consent"],
-        responses={**ERRORS, 400: {"description": "Invalid Consent (OperationOutcome)"}},
+        response_model=schemas.ConsentImportPublic,
         summary="Turn a FHIR R4 Consent into the EIP-712 grants it stands for, for its patient to sign",
+        description="Signed by a patient enrolled here: a FHIR R4 Consent about that patient (permit "
+        "provisions naming recipient members by `urn:careledger:member` identifier, purposes as "
+        "ActReason codes, classes as resource types, a period) becomes one EIP-712 Grant per recipient. "
+        "Nothing is stored or relayed: the patient signs the grants and sends them to "
+        "POST /consents/grants. Refusals are OperationOutcomes.",
+        responses=answers(
+            {
+                **AUTH,
+                400: "Not a Consent CareLedger can express (deny, unnamed recipients, unknown codes)",
+                409: "The signer is not enrolled here",
+                413: None,
+                422: "The Consent is about another patient than the signer",
+            },
+            fhir=True,
+            s200=json_answer("The grants to sign", None, grants=examples.CONSENT_IMPORT),
+        ),
+        openapi_extra=fhir_body(
+            "A FHIR R4 Consent",
+            permit=(
+                "A clinic may read labs, conditions and reports for TREAT and ETREAT in 2026 "
+                "(tests/fixtures/fhir/consent-permit.json, first provision)",
+                examples.FHIR_CONSENT,
+            ),
+        ),
     )
     def import_consent(who: Signed, request: Request) -> JSONResponse:
         typed = consent.import_fhir_consent(request.app.state.gateway, who, request.state.body)
@@ -480,8 +699,20 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     @app.get(
         "/fhir/Consent",
         tags=["consent"],
-        responses=ERRORS,
+        response_class=FhirResponse,
         summary="A patient's consents on chain as FHIR R4 Consents (searchset Bundle)",
+        description="The consents of GET /patients/{patient}/consents as FHIR R4 Consent resources in a "
+        "searchset Bundle. For the patient itself and any active member. Refusals are OperationOutcomes.",
+        responses=answers(
+            {
+                **AUTH,
+                403: "Neither the patient nor an active member",
+                404: "Not a pseudonym (an Ethereum address)",
+                422: "The patient parameter is missing",
+            },
+            fhir=True,
+            s200=fhir_answer("The consents", ref("FhirBundle"), searchset=examples.CONSENT_SEARCHSET),
+        ),
     )
     def export_consents(
         who: Signed, request: Request, patient: Annotated[str, Query(description="The patient's pseudonym")]
@@ -492,9 +723,18 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     @app.get(
         "/jobs/{job_id}",
         tags=["consent"],
-        responses=ERRORS,
         response_model=schemas.JobPublic,
         summary="The state of a relayed message",
+        description="For the job's patient and this custodian's staff; anyone else is told it does not "
+        "exist. 200 when done, 202 while pending or sent, 422 when the contract refused it.",
+        responses=answers(
+            {
+                **AUTH,
+                404: "No such job, or not the signer's",
+                422: "job_id is not an integer",
+            },
+            success=JOB_ANSWERS,
+        ),
     )
     def job(job_id: int, who: Signed, request: Request) -> JSONResponse:
         return _job(job_status(request.app.state.gateway, job_id, asked_by=who))
@@ -504,10 +744,20 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     @app.get(
         "/audit/records",
         tags=["audit"],
-        responses={**ERRORS, 403: {"model": schemas.Problem, "description": "Not an active AUDITOR member"}},
         response_model=schemas.AuditRecordsPage,
         response_model_exclude_none=True,
         summary="An auditor's page of this store: ciphertexts, salts and plaintext digests, never plaintext",
+        description="For AUDITOR members: every record row, by cursor, with what an auditor needs to "
+        "recompute each commitment (careledger audit verify-store), never the plaintext. Erased rows keep "
+        "their metadata and lose ciphertext, salt and digest.",
+        responses=answers(
+            {
+                **AUTH,
+                403: "Not an active AUDITOR member",
+                422: "limit out of 1..500, or after is not a cursor this gateway handed out",
+            },
+            s200=json_answer("A page", None, page=examples.AUDIT_PAGE),
+        ),
     )
     def audit_records(
         who: Signed,
@@ -525,6 +775,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
             total=page.total,
         )
 
+    app.openapi = lambda: document(app, principal)  # type: ignore[method-assign]
     return app
 
 
@@ -568,6 +819,40 @@ def _proof_headers(d: access.Disclosed) -> dict[str, str]:
     if d.checked_block is not None:
         headers["CareLedger-Checked-Block"] = str(d.checked_block)
     return headers
+
+
+PROOF_HEADERS: dict[str, Any] = {
+    name: {"description": text, "required": required, "schema": {"type": "string"}}
+    for name, text, required in [
+        ("CareLedger-Record-Id", "The on-chain record id", True),
+        ("CareLedger-Commitment", "keccak256(salt ‖ sha256(body) ‖ ciphertext digest), as anchored", True),
+        ("CareLedger-Salt", "The commitment's salt", True),
+        ("CareLedger-Ciphertext-Sha256", "sha256 of the stored ciphertext", True),
+        ("CareLedger-Resource", "type/id/_history/version", True),
+        ("CareLedger-Category", "The record's data category", True),
+        ("CareLedger-Break-Glass", "true when disclosed by break-glass", True),
+        ("CareLedger-Consent-Id", "The permitting consent (absent for the patient and break-glass)", False),
+        ("CareLedger-Checked-Block", "The block the consent was checked at", False),
+    ]
+}
+BREAK_GLASS_PARAMETERS = [
+    {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": text + " Must be covered by the signature (docs/signing.md §3).",
+        "schema": {"type": "string"},
+        "example": example,
+    }
+    for name, text, example in [
+        (
+            "careledger-break-glass-reason",
+            "Break-glass (purpose ETREAT or BTG): why; its hash goes on chain, the text stays here.",
+            "unresponsive patient in ED, no consent on file",
+        ),
+        ("careledger-acting-user", "Break-glass: the clinician acting.", "dr.a.jones"),
+    ]
+]
 
 
 def _update_gauges(metrics: Metrics, state: dict[str, Any]) -> None:

@@ -166,3 +166,34 @@ class AuditRecordsPage(BaseModel):
     records: list[AuditRecordPublic]
     next: str | None = Field(description="The cursor of the next page (`after`); null on the last page")
     total: int = Field(description="Record rows in the store now")
+
+
+class ConsentImportPublic(BaseModel):
+    grants: list[dict[str, Any]] = Field(
+        description="EIP-712 typed data of each Grant, for the patient to sign and send to "
+        "POST /consents/grants"
+    )
+
+
+class HealthPublic(BaseModel):
+    status: str = Field(description="Always ok while the process serves")
+
+
+class RelayerState(BaseModel):
+    enabled: bool
+    holds_lease: bool = Field(alias="holdsLease", description="This process sends the gateway's transactions")
+    last_error: str | None = Field(alias="lastError")
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ReadinessPublic(BaseModel):
+    database: str = Field(description="ok, or why the database does not answer")
+    chain: str = Field(description="ok, or why the chain does not answer")
+    chain_head: int | None = Field(alias="chainHead", description="Latest block; null if the chain is down")
+    queues: dict[str, int] = Field(description="records_pending, disclosures_pending, relay_jobs_pending")
+    anchor_lag_seconds: float | None = Field(
+        default=None, alias="anchorLagSeconds", description="Age of the oldest record not yet anchored"
+    )
+    relayer: RelayerState
+    ready: bool
+    model_config = ConfigDict(populate_by_name=True)
