@@ -28,8 +28,7 @@ from careledger.audit.model import AuditReport, Finding, Severity
 from careledger.audit.replay import events_per_second, replay
 from careledger.audit.report import accounting_fhir, accounting_json, verdict, write_reports
 from careledger.audit.store import StoreVerification, verify_store
-from careledger.chain.clients import Ledger
-from careledger.chain.deployment import Deployment
+from careledger.cli.common import connect
 from careledger.cli.output import console, err_console, friendly
 from careledger.client import CareLedgerClient
 from careledger.config import Settings
@@ -65,16 +64,6 @@ KeyFile = Annotated[
     Path,
     typer.Option(help="The auditor's signing key (hex): a key of an active AUDITOR member.", dir_okay=False),
 ]
-
-
-def connect(rpc_url: str | None, deployment_file: Path | None) -> Ledger:
-    """The chain, from the options or else the settings."""
-    settings = Settings()
-    return Ledger.connect(
-        rpc_url or settings.rpc_url,
-        Deployment.load(deployment_file or settings.deployment_file),
-        timeout=settings.rpc_timeout_s,
-    )
 
 
 @contextmanager

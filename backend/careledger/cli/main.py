@@ -1,4 +1,5 @@
-"""`careledger`: one command line for every role (chain tooling first)."""
+"""`careledger`: one command line for every role — council, clinics, insurers and researchers,
+patients, auditors — and the tooling to run the network."""
 
 from __future__ import annotations
 
@@ -14,9 +15,13 @@ from rich.table import Table
 
 from careledger.chain.devnet import COUNCIL_INDEXES, COUNCIL_THRESHOLD, DEPLOYER_INDEX, start_devnet
 from careledger.cli.audit import app as audit_app
+from careledger.cli.council import app as council_app
 from careledger.cli.dev import dev
 from careledger.cli.gateway import app as gateway_app
 from careledger.cli.output import console, friendly
+from careledger.cli.patient import app as patient_app
+from careledger.cli.records import app as records_app
+from careledger.cli.records import enrollments_app
 from careledger.config import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="CareLedger command line.")
@@ -24,6 +29,10 @@ chain_app = typer.Typer(no_args_is_help=True, help="Local chain and contract dep
 app.add_typer(chain_app, name="chain")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(audit_app, name="audit")
+app.add_typer(council_app, name="council")
+app.add_typer(records_app, name="records")
+app.add_typer(enrollments_app, name="enrollments")
+app.add_typer(patient_app, name="patient")
 app.command("dev")(dev)
 
 

@@ -12,7 +12,7 @@ from eth_account import Account
 from careledger import errors
 from careledger.auth.signatures import sign_request
 from careledger.chain.clients import Ledger
-from careledger.chain.eip712 import Grant, Revocation
+from careledger.chain.eip712 import Erasure, Grant, Revocation
 from careledger.codes import Purpose
 from careledger.crypto.commitments import check_plaintext
 
@@ -218,6 +218,37 @@ class CareLedgerClient:
             "POST",
             f"{base_url}/consents/revocations",
             {"message": message, "signature": "0x" + signature.hex()},
+        )
+        return answer
+
+    def records(self, base_url: str, patient: str | None = None) -> list[dict[str, Any]]:
+        """The records a custodian keeps of a pseudonym (this key's own by default)."""
+        listed: list[dict[str, Any]] = self.call(
+            "GET", f"{base_url}/patients/{patient or self.address}/records"
+        )
+        return listed
+
+    def consents(self, base_url: str, patient: str | None = None) -> list[dict[str, Any]]:
+        """A pseudonym's consents as the chain holds them (this key's own by default)."""
+        listed: list[dict[str, Any]] = self.call(
+            "GET", f"{base_url}/patients/{patient or self.address}/consents"
+        )
+        return listed
+
+    def disclosures(self, base_url: str, patient: str | None = None) -> list[dict[str, Any]]:
+        """The accounting of disclosures of a pseudonym's records, from the chain."""
+        listed: list[dict[str, Any]] = self.call(
+            "GET", f"{base_url}/patients/{patient or self.address}/disclosures"
+        )
+        return listed
+
+    def erase(self, base_url: str, erasure: Erasure) -> dict[str, Any]:
+        """Patient: the signed erasure of one record (its latest version) at its custodian."""
+        ledger = self._need_ledger()
+        signature = erasure.sign(self._key, ledger.record_domain)
+        body = {"nonce": erasure.nonce, "deadline": erasure.deadline, "signature": "0x" + signature.hex()}
+        answer: dict[str, Any] = self.call(
+            "POST", f"{base_url}/records/0x{erasure.record_id.hex()}/erasure", body
         )
         return answer
 
