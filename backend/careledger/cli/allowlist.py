@@ -14,7 +14,9 @@ from careledger.chain.clients import Ledger
 from careledger.chain.deployment import Deployment
 from careledger.cli.output import console, err_console, friendly
 
-app = typer.Typer(no_args_is_help=True, help="Besu account allowlists backed by MemberRegistry.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Besu account allowlists backed by MemberRegistry."
+)
 
 
 @app.callback()
