@@ -166,6 +166,8 @@ def dev_command(directory: Path) -> list[str]:
         "0",
         "--gateway-port",
         "0",
+        "--clinic-b-port",
+        "0",
         "--directory",
         str(directory),
     ]

@@ -28,11 +28,11 @@ from careledger.audit.model import AuditReport, Finding, Severity
 from careledger.audit.replay import events_per_second, replay
 from careledger.audit.report import accounting_fhir, accounting_json, verdict, write_reports
 from careledger.audit.store import StoreVerification, verify_store
-from careledger.cli.common import connect
+from careledger.cli.common import connect, find_member
 from careledger.cli.output import console, err_console, friendly
 from careledger.client import CareLedgerClient
 from careledger.config import Settings
-from careledger.services.gateway import load_private_key
+from careledger.crypto.keyfile import load_private_key
 
 EXIT_FINDINGS = 2
 FAILING = (Severity.CRITICAL, Severity.HIGH)
@@ -131,7 +131,9 @@ def exit_for(findings: list[Finding]) -> None:
 @app.command("verify-store")
 @friendly
 def verify_store_command(
-    custodian: Annotated[str, typer.Option(help="The custodian (CLINIC member) whose store to verify.")],
+    custodian: Annotated[
+        str, typer.Option(help="The custodian (CLINIC member) whose store to verify: name or address.")
+    ],
     key_file: KeyFile,
     rpc_url: RpcUrl = None,
     deployment_file: DeploymentFile = None,
@@ -160,7 +162,12 @@ def verify_store_command(
     try:
         with paging("reading the custodian's store") as progress:
             result = verify_store(
-                ledger, client, custodian, base_url=base_url, pending_grace_s=pending_grace, progress=progress
+                ledger,
+                client,
+                find_member(ledger, custodian).address,
+                base_url=base_url,
+                pending_grace_s=pending_grace,
+                progress=progress,
             )
     finally:
         client.close()

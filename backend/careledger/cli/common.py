@@ -17,8 +17,8 @@ from careledger.chain.clients import Ledger, Member
 from careledger.chain.deployment import Deployment
 from careledger.codes import Category, Purpose
 from careledger.config import Settings
+from careledger.crypto.keyfile import load_private_key
 from careledger.crypto.keystore import PatientKeystore
-from careledger.services.gateway import load_private_key
 
 # Options the role commands share (each also read from the environment).
 RpcUrl = Annotated[

@@ -20,7 +20,7 @@ from careledger.cli.common import (
 )
 from careledger.cli.output import console, friendly
 from careledger.codes import Role
-from careledger.services.gateway import load_private_key
+from careledger.crypto.keyfile import load_private_key
 
 app = typer.Typer(no_args_is_help=True, help="Council: admit, suspend and reinstate members by vote.")
 

@@ -246,6 +246,7 @@ def _summary(devnet: Devnet, directory: Path, endpoints: dict[str, str]) -> dict
         "directory": str(directory),
         "clinic": address[CLINIC_A.slug],
         "members": {m.name: address[m.slug] for m in MEMBERS},
+        "research": devnet.ledger.sender(dev_key(RESEARCH_INDEX)).address,
         "keystore": str(directory / "patient.json"),
         "contracts": {name: c.address for name, c in devnet.deployment.contracts.items()},
     }
@@ -261,6 +262,7 @@ def _print(summary: dict[str, Any]) -> None:
     for name, address in summary["members"].items():
         table.add_row(name, address)
     table.add_row("member keys", f"{summary['directory']}/keys/")
+    table.add_row("not yet a member", f"{summary['research']} (Research Institute; keys/research.key)")
     table.add_row("demo patient", f"{summary['keystore']} (passphrase '{DEMO_PASSPHRASE}')")
     console.print(table)
     console.print(f"API docs: {summary['gatewayUrl']}/docs")

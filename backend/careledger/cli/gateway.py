@@ -11,9 +11,9 @@ import uvicorn
 from careledger.cli.output import console, friendly
 from careledger.config import Settings
 from careledger.crypto.keyfile import create_key_file
-from careledger.services.gateway import build_gateway, new_private_key_file
-from careledger.services.holds import add_hold
-from careledger.services.keys import rotate_now_or_request
+
+# The services (and the store and relayer under them) are imported by the commands that use
+# them, so that every other `careledger` command starts without loading them.
 
 app = typer.Typer(no_args_is_help=True, help="Run a custodian's gateway.")
 
@@ -47,6 +47,8 @@ def init_keys(
     relayer_key_file: Annotated[Path, typer.Option(help="Relayer private key file to create.")],
 ) -> None:
     """Create a new key-encryption key and relayer key (never overwrites either)."""
+    from careledger.services.gateway import new_private_key_file
+
     create_key_file(kek_file)
     address = new_private_key_file(relayer_key_file)
     console.print(f"key-encryption key: {kek_file}\nrelayer key: {relayer_key_file} (address {address})")
@@ -62,6 +64,9 @@ def rotate_kek(
 
     With the gateway running, its relayer does it; with it stopped, this command does.
     """
+    from careledger.services.gateway import build_gateway
+    from careledger.services.keys import rotate_now_or_request
+
     settings = Settings()
     gw = build_gateway(settings.model_copy(update={"relayer_enabled": False}))
     try:
@@ -84,6 +89,9 @@ def hold(
     ] = None,
 ) -> None:
     """Place a legal retention hold (GDPR 17(3)) that refuses erasures, with its basis."""
+    from careledger.services.gateway import build_gateway
+    from careledger.services.holds import add_hold
+
     gw = build_gateway(Settings().model_copy(update={"relayer_enabled": False}))
     try:
         placed = add_hold(gw, patient, basis, resource_type)

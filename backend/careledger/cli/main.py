@@ -13,7 +13,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from careledger.chain.devnet import COUNCIL_INDEXES, COUNCIL_THRESHOLD, DEPLOYER_INDEX, start_devnet
 from careledger.cli.audit import app as audit_app
 from careledger.cli.council import app as council_app
 from careledger.cli.dev import dev
@@ -50,6 +49,8 @@ def chain_up(
     ] = False,
 ) -> None:
     """Start anvil from node_modules on loopback, deploy the contracts, serve until Ctrl-C."""
+    from careledger.chain.devnet import start_devnet  # compiles: loaded only when needed
+
     settings = Settings()
     target = deployment_file or settings.deployment_file
     with console.status("starting anvil and deploying the contracts…"):
@@ -83,6 +84,8 @@ def _summary(devnet: Any) -> dict[str, Any]:
 
 
 def _print_devnet(url: str, deployment_file: Path, raw: dict[str, Any]) -> None:
+    from careledger.chain.devnet import COUNCIL_INDEXES, COUNCIL_THRESHOLD, DEPLOYER_INDEX
+
     table = Table(title="CareLedger local chain", show_header=True, header_style="bold")
     table.add_column("what")
     table.add_column("value")

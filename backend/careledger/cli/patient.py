@@ -189,7 +189,7 @@ def records(
         return
     table = Table(title=f"Your records at {member.name}", header_style="bold")
     for column in ("resource", "version", "category", "status"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     table.add_column("record id", no_wrap=True, min_width=66)
     for r in listed:
         table.add_row(
@@ -278,6 +278,9 @@ def _consents(session: _Session) -> list[dict[str, Any]]:
 def list_consents(
     keystore: KeystoreFile,
     passphrase_file: PassphraseFile = None,
+    grantee: Annotated[str | None, typer.Option(help="Only the consents of this member.")] = None,
+    active: Annotated[bool, typer.Option(help="Only the consents in force now.")] = False,
+    ids: Annotated[bool, typer.Option("--ids", help="Print only the consent ids, one per line.")] = False,
     rpc_url: RpcUrl = None,
     deployment_file: DeploymentFile = None,
     as_json: AsJson = False,
@@ -285,6 +288,14 @@ def list_consents(
     """Your consents under every pseudonym, as the chain holds them."""
     session = _session(keystore, passphrase_file, rpc_url, deployment_file)
     listed = _consents(session)
+    if grantee is not None:
+        reader = find_member(session.ledger, grantee).address
+        listed = [c for c in listed if c["grantee"] == reader]
+    if active:
+        listed = [c for c in listed if c["status"] == "active"]
+    if ids:
+        print("\n".join(c["consentId"] for c in listed))
+        return
     if as_json:
         print_json(listed)
         return

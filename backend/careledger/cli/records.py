@@ -34,7 +34,7 @@ from careledger.cli.common import (
 from careledger.cli.output import console, friendly
 from careledger.client import CareLedgerClient
 from careledger.codes import Purpose
-from careledger.services.gateway import load_private_key
+from careledger.crypto.keyfile import load_private_key
 
 app = typer.Typer(no_args_is_help=True, help="Records: upload FHIR (clinics), read under consent (members).")
 enrollments_app = typer.Typer(no_args_is_help=True, help="Enrollments: bind a patient's pseudonym (clinics).")
@@ -42,6 +42,7 @@ GatewayUrl = Annotated[
     str | None, typer.Option("--gateway", help="Gateway URL (default: your member's endpoint on chain).")
 ]
 _STORED = re.compile(r"stored as record (0x[0-9a-f]{64}); anchoring (\w+)")
+_SINGLE = re.compile(r"(\S+) version (\d+) (created|updated|unchanged); record (0x[0-9a-f]{64}) is (\w+)")
 
 
 def _own_gateway(ledger: Ledger, client: CareLedgerClient, override: str | None) -> str:
@@ -77,8 +78,11 @@ def upload(
     ledger = connect(rpc_url, deployment_file)
     client = CareLedgerClient(load_private_key(key_file), ledger)
     answer = client.post_fhir(_own_gateway(ledger, client, gateway), document)
-    rows = [_entry(e.get("response", {})) for e in answer.get("entry", [])]
-    if wait:
+    if answer.get("resourceType") == "Bundle":
+        rows = [_entry(e.get("response", {})) for e in answer.get("entry", [])]
+    else:
+        rows = [_single(answer)]
+    if wait and any(r["anchoring"] not in ("anchored", "unchanged") for r in rows):
         _wait_anchored(ledger, [r for r in rows if r["recordId"]], timeout, quiet=as_json)
     if as_json:
         print_json(rows)
@@ -99,6 +103,21 @@ def _entry(response: dict[str, Any]) -> dict[str, Any]:
         "status": response.get("status", ""),
         "recordId": stored.group(1) if stored else None,
         "anchoring": stored.group(2) if stored else "unchanged",
+    }
+
+
+def _single(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The gateway's OperationOutcome for one resource: 'T/id version N created; record 0x… is pending'."""
+    text = " ".join(i.get("diagnostics", "") for i in outcome.get("issue", []))
+    said = _SINGLE.match(text)
+    if said is None:
+        raise errors.GatewayRefused(200, f"unexpected answer: {text[:200]}")
+    resource, version, what, rid, anchoring = said.groups()
+    return {
+        "location": f"{resource}/_history/{version}",
+        "status": {"created": "201 Created", "updated": "200 OK", "unchanged": "200 OK"}[what],
+        "recordId": None if what == "unchanged" else rid,
+        "anchoring": "unchanged" if what == "unchanged" else anchoring,
     }
 
 

@@ -108,3 +108,18 @@ def write_key_file(path: Path, keys: Sequence[bytes]) -> None:
 
 def raw_keys(ring: KeyRing) -> list[bytes]:
     return [k.raw for k in ring.keys]
+
+
+def load_private_key(path: Path) -> bytes:
+    """A secp256k1 private key kept as hex in a file (a member's, a relayer's)."""
+    try:
+        text = path.read_text().strip()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+    try:
+        key = bytes.fromhex(text.removeprefix("0x"))
+    except ValueError:
+        raise KeyFileError(f"{path} does not hold a hex-encoded private key") from None
+    if len(key) != 32:
+        raise KeyFileError(f"{path} does not hold a 32-byte private key")
+    return key
