@@ -32,7 +32,7 @@ def sync(
         typer.Option("--node", help="A Besu node's JSON-RPC URL with the PERM api enabled (repeat)."),
     ],
     rpc_url: Annotated[
-        str, typer.Option("--rpc", envvar="CARELEDGER_RPC_URL", help="Where to read MemberRegistry.")
+        str, typer.Option("--rpc-url", envvar="CARELEDGER_RPC_URL", help="Where to read MemberRegistry.")
     ] = "http://127.0.0.1:8545",
     deployment_file: Annotated[
         Path, typer.Option(envvar="CARELEDGER_DEPLOYMENT_FILE", help="The deployment file.")

@@ -39,7 +39,7 @@ app = typer.Typer(
     help="Deploy the contracts and bootstrap members (one-shot steps).",
 )
 
-RpcOption = Annotated[str, typer.Option("--rpc", envvar="CARELEDGER_RPC_URL", help="JSON-RPC URL.")]
+RpcOption = Annotated[str, typer.Option("--rpc-url", envvar="CARELEDGER_RPC_URL", help="JSON-RPC URL.")]
 DeploymentOption = Annotated[
     Path, typer.Option(envvar="CARELEDGER_DEPLOYMENT_FILE", help="The deployment file.")
 ]

@@ -116,7 +116,7 @@ def test_an_unreachable_node_fails_alone_and_the_cli_exits_1(net: Devnet, tmp_pa
         assert results[0].error is not None and "unreachable" in results[0].error
         assert results[1].error is None and STRANGER not in _allowed(live)
 
-        args = ["sync", "--once", "--rpc", net.anvil.url, "--deployment-file", str(deployment)]
+        args = ["sync", "--once", "--rpc-url", net.anvil.url, "--deployment-file", str(deployment)]
         ok = CliRunner().invoke(app, [*args, "--node", live.url, "--keep", DEPLOYER])
         assert ok.exit_code == 0, ok.output
         assert f"{live.url}: added ['{DEPLOYER}']" in ok.output
@@ -133,7 +133,7 @@ def test_cli_refuses_a_keep_that_is_not_an_address(net: Devnet, tmp_path: Path) 
     net.deployment.save(deployment)
     result = CliRunner().invoke(
         app,
-        ["sync", "--once", "--rpc", net.anvil.url, "--deployment-file", str(deployment),
+        ["sync", "--once", "--rpc-url", net.anvil.url, "--deployment-file", str(deployment),
          "--node", "http://127.0.0.1:9", "--keep", "not-an-address"],
     )  # fmt: skip
     assert result.exit_code == 1

@@ -141,11 +141,11 @@ def test_deploy_refuses_a_stale_deployment_file_unless_told(anvil: Anvil, tmp_pa
     args = ["contracts", "--deployer-key", "anvil:0", "--council", "anvil:1", "--council", "anvil:2",
             "--threshold", "2", "--deployment-file", str(deployment)]  # fmt: skip
     with Anvil(extra_args=FREE_GAS) as wiped:  # a chain whose state was since thrown away
-        assert CliRunner().invoke(deploy_app, [*args, "--rpc", wiped.url]).exit_code == 0
-    refused = CliRunner().invoke(deploy_app, [*args, "--rpc", anvil.url], env={"COLUMNS": "200"})
+        assert CliRunner().invoke(deploy_app, [*args, "--rpc-url", wiped.url]).exit_code == 0
+    refused = CliRunner().invoke(deploy_app, [*args, "--rpc-url", anvil.url], env={"COLUMNS": "200"})
     assert refused.exit_code == 1
     assert "does not match this chain" in refused.output and "has no code" in refused.output
-    replaced = CliRunner().invoke(deploy_app, [*args, "--rpc", anvil.url, "--replace-stale"])
+    replaced = CliRunner().invoke(deploy_app, [*args, "--rpc-url", anvil.url, "--replace-stale"])
     assert replaced.exit_code == 0, replaced.output
     Deployment.load(deployment).check_chain(Ledger.connect(anvil.url, Deployment.load(deployment)).w3)
 
@@ -155,7 +155,7 @@ def test_anvil_keys_are_refused_on_another_chain(tmp_path: Path) -> None:
         result = CliRunner().invoke(
             deploy_app,
             ["contracts", "--deployer-key", "anvil:0", "--council", "anvil:1", "--threshold", "1",
-             "--rpc", other.url, "--deployment-file", str(tmp_path / "d.json")],
+             "--rpc-url", other.url, "--deployment-file", str(tmp_path / "d.json")],
             env={"COLUMNS": "200"},
         )  # fmt: skip
     assert result.exit_code == 1
@@ -208,7 +208,7 @@ def test_besu_profile_deploy_admits_custodians_and_syncs_every_validator(
             assert set(node.accounts) == allowed - relayers
             assert accounts["deployer"].lower() not in node.accounts
         sync_words = command_words(compose["services"]["allowlist-sync"])
-        args = [*sync_words[4:], "--once", "--rpc", anvil.url, "--deployment-file", str(deployment)]
+        args = [*sync_words[4:], "--once", "--rpc-url", anvil.url, "--deployment-file", str(deployment)]
         args = [a for a in args if not a.startswith(("--node=", "--interval="))]
         args += [f"--node={n.url}" for n in nodes]
         synced = CliRunner().invoke(allowlist_app, ["sync", *args], env={"COLUMNS": "200"})

@@ -150,13 +150,16 @@ def test_gateway_talks_to_services_it_waits_for(compose: dict[str, Any]) -> None
         deployed_by = [
             d for d, c in service["depends_on"].items() if c["condition"] == "service_completed_successfully"
         ]
-        assert deployed_by, f"{name} starts before the contracts are deployed"
-        for deployer in deployed_by:
-            assert (
-                services[deployer]["environment"]["CARELEDGER_DEPLOYMENT_FILE"]
-                == env["CARELEDGER_DEPLOYMENT_FILE"]
-            )
-            assert services[deployer]["environment"]["CARELEDGER_RPC_URL"].split(":")[0] == "http"
+        assert len(deployed_by) == 1, f"{name} must wait for the one step that deploys its contracts"
+        deployer = services[deployed_by[0]]
+        # the deploy step wrote the file the gateway reads, into a volume both mount ...
+        assert deployer["environment"]["CARELEDGER_DEPLOYMENT_FILE"] == env["CARELEDGER_DEPLOYMENT_FILE"]
+        folder = str(PurePosixPath(env["CARELEDGER_DEPLOYMENT_FILE"]).parent)
+        shared = {s for s, t, _ in _mounts(deployer) if t == folder}
+        assert shared and shared == {s for s, t, _ in _mounts(service) if t == folder}, name
+        # ... on the chain the gateway talks to (another node of it, at most)
+        deploy_host = re.match(r"http://([\w-]+):8545$", deployer["environment"]["CARELEDGER_RPC_URL"])
+        assert deploy_host and services[deploy_host.group(1)]["image"] == services[rpc_host.group(1)]["image"]
 
 
 def test_endpoints_registered_by_the_deploy_step_are_the_gateways_own(compose: dict[str, Any]) -> None:
