@@ -51,9 +51,9 @@ class PermNode:
 
     def accounts(self) -> set[str]:
         result = self._call("perm_getAccountsAllowlist", [])
-        if not isinstance(result, list):
+        if not isinstance(result, list) or not all(isinstance(a, str) and is_address(a) for a in result):
             raise errors.ChainError(f"{self.url}: perm_getAccountsAllowlist answered {result!r}")
-        return normalise(str(a) for a in result)
+        return normalise(result)
 
     def add(self, accounts: Sequence[str]) -> None:
         self._edit("perm_addAccountsToAllowlist", accounts, EXISTING_ENTRY)
@@ -118,7 +118,10 @@ class NodeSync:
 
 def desired_allowlist(members: MemberRegistryClient, keep: Iterable[str] = ()) -> set[str]:
     """The accounts every node should allow now: MemberRegistry's allowlist plus `keep`."""
-    return normalise(members.allowlist()) | normalise(keep)
+    allowed = normalise(members.allowlist())
+    if not allowed:  # it always lists the council's seats: an empty answer is not one to apply
+        raise errors.ChainError(f"MemberRegistry at {members.address} lists no account; nodes left alone")
+    return allowed | normalise(keep)
 
 
 def sync_node(node: PermNode, desired: set[str]) -> NodeSync:

@@ -157,3 +157,11 @@ def test_the_running_service_follows_an_admission(net: Devnet) -> None:
             service.stop.set()
             thread.join(timeout=10)
         assert not thread.is_alive()
+
+
+def test_a_node_answering_nonsense_fails_alone_and_keeps_its_list(net: Devnet) -> None:
+    with FakePermNode(["not-an-address"]) as odd, FakePermNode() as good:
+        results = sync_once(net.ledger.members, [PermNode(odd.url), PermNode(good.url)])
+        assert results[0].error is not None and "perm_getAccountsAllowlist answered" in results[0].error
+        assert odd.accounts == ["not-an-address"] and odd.calls == []  # nothing sent to it
+        assert results[1].error is None and len(good.accounts) == len(net.ledger.members.allowlist())
