@@ -8,10 +8,8 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from careledger.chain.devnet import Devnet, dev_key, start_devnet
-from careledger.chain.sender import Sender
-from careledger.codes import Role
-from tests.backend.support import Cluster
+from careledger.chain.devnet import Devnet, start_devnet
+from tests.backend.support import Cluster, build_cluster
 
 
 @pytest.fixture(scope="session")
@@ -25,39 +23,7 @@ def devnet() -> Iterator[Devnet]:
 
 @pytest.fixture(scope="session")
 def cluster(devnet: Devnet) -> Cluster:
-    ledger = devnet.ledger
-    council = devnet.council()
-    admitted: dict[str, Sender] = {}
-    for index, (key, role, endpoint) in enumerate(
-        [
-            ("clinic", Role.CLINIC, "http://127.0.0.1:9001"),
-            ("clinic_b", Role.CLINIC, "http://127.0.0.1:9002"),
-            ("insurer", Role.INSURER, ""),
-            ("researcher", Role.RESEARCH, ""),
-            ("auditor", Role.AUDITOR, ""),
-        ],
-        start=10,
-    ):
-        member = ledger.sender(dev_key(index))
-        pid = ledger.members.propose_admit(council[0], member.address, role, key, endpoint)
-        assert ledger.members.vote(council[1], pid)
-        admitted[key] = member
-    relayer = ledger.sender(dev_key(15))
-    ledger.members.set_relayer(admitted["clinic"], relayer.address)
-    signer = Account.create()
-    ledger.members.add_signer(admitted["insurer"], signer.address)
-    return Cluster(
-        devnet=devnet,
-        ledger=ledger,
-        council=council,
-        clinic=admitted["clinic"],
-        clinic_relayer=relayer,
-        clinic_b=admitted["clinic_b"],
-        insurer=admitted["insurer"],
-        insurer_signer=signer,
-        researcher=admitted["researcher"],
-        auditor=admitted["auditor"],
-    )
+    return build_cluster(devnet)
 
 
 @pytest.fixture
