@@ -13,7 +13,8 @@ COPY package.json package-lock.json ./
 RUN npm install --ignore-scripts --no-audit --no-fund --loglevel=error \
  && rm -rf node_modules/@foundry-rs node_modules/@uniswap node_modules/hl7.fhir.r4.examples
 
-FROM python:3.12.8-slim-bookworm
+# Python 3.11, as on the project's machines: requirements.lock was resolved there.
+FROM python:3.11.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libstdc++6 \

@@ -126,7 +126,8 @@ def generate(out: Path, *, force: bool = False, chain_id: int = CHAIN_ID) -> dic
     nodes = [NodeKey(os.urandom(32)) for _ in range(VALIDATORS)]
     hosts = [f"{SUBNET_PREFIX}{FIRST_HOST + i}" for i in range(VALIDATORS)]
     accounts = {name: keys.PrivateKey(os.urandom(32)) for name in ACCOUNTS}
-    validators = sorted((n.address for n in nodes), key=str.lower)  # Besu orders validators by address
+    validators = sorted((n.address for n in nodes), key=str.lower)  # a stable order, whatever the keys
+    addresses = {name: str(key.public_key.to_checksum_address()) for name, key in accounts.items()}
     for i, node in enumerate(nodes, start=1):
         _write_secret(out / f"node-{i}" / "key", "0x" + node.private.hex())
         (out / f"node-{i}" / "key.pub").write_text("0x" + node.public.hex())
@@ -139,23 +140,20 @@ def generate(out: Path, *, force: bool = False, chain_id: int = CHAIN_ID) -> dic
     (network / "static-nodes.json").write_text(json.dumps(enodes, indent=2) + "\n")
     # Before MemberRegistry exists, only the deployer and the council may send; the sync
     # service takes over the list once the contracts are deployed.
-    initial = [
-        accounts[n].public_key.to_checksum_address() for n in ACCOUNTS if not n.startswith("custodian")
-    ]
+    initial = [addresses[n] for n in ACCOUNTS if not n.startswith("custodian")]
     allowlist = ", ".join(f'"{a.lower()}"' for a in initial)
     (network / "permissions_config.toml").write_text(f"accounts-allowlist=[{allowlist}]\n")
     summary: dict[str, object] = {
         "chainId": chain_id,
         "validators": [{"node": f"besu-{i}", "address": n.address, "enode": e}
                        for i, (n, e) in enumerate(zip(nodes, enodes, strict=True), start=1)],
-        "accounts": {name: key.public_key.to_checksum_address() for name, key in accounts.items()},
+        "accounts": addresses,
     }  # fmt: skip
     (network / "network.json").write_text(json.dumps(summary, indent=2) + "\n")
-    members = summary["accounts"]
     _write_secret(
         out / "compose.env",
-        f"CLINIC_A_MEMBER={members['custodian-a']}\n"  # type: ignore[index]
-        f"CLINIC_B_MEMBER={members['custodian-b']}\n"  # type: ignore[index]
+        f"CLINIC_A_MEMBER={addresses['custodian-a']}\n"
+        f"CLINIC_B_MEMBER={addresses['custodian-b']}\n"
         f"CLINIC_A_DB_PASSWORD={secrets.token_hex(24)}\n"
         f"CLINIC_B_DB_PASSWORD={secrets.token_hex(24)}\n",
     )
