@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -14,6 +14,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -137,6 +138,9 @@ def error_response(request: Request, exc: Exception) -> JSONResponse:
 
 async def principal(request: Request) -> Principal:
     """The dependency every data route has: a verified signer (401 otherwise)."""
+    verified: Principal | None = getattr(request.state, "principal", None)
+    if verified is not None:  # SignatureFirst checked it already (its nonce is spent)
+        return verified
     gw: Gateway = request.app.state.gateway
     body = await request.body()
     request.state.body = body
@@ -156,6 +160,23 @@ async def principal(request: Request) -> Principal:
 
 
 Signed = Annotated[Principal, Depends(principal)]
+
+
+class SignatureFirst(APIRoute):
+    """Routes that depend on a signed request check the signature before FastAPI reads the body or
+    the parameters: an unsigned or mis-signed request is refused with 401 whatever else is wrong
+    with it (the fuzzer found unsigned malformed JSON answered 422), and learns nothing more."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if not any(d.call is principal for d in self.dependant.dependencies):
+            return handler
+
+        async def signature_first(request: Request) -> Response:
+            request.state.principal = await principal(request)
+            return await handler(request)
+
+        return signature_first
 
 
 class FhirResponse(JSONResponse):
@@ -199,6 +220,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         "Every data route needs an RFC 9421 signature (docs/signing.md).",
         lifespan=lifespan,
     )
+    app.router.route_class = SignatureFirst
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.state.metrics = metrics
 
@@ -877,7 +899,10 @@ def _job(status: JobStatus) -> JSONResponse:
 
 
 def _hex(value: str) -> bytes:
-    return bytes.fromhex(value.removeprefix("0x"))
+    try:
+        return bytes.fromhex(value.removeprefix("0x"))
+    except ValueError:
+        raise errors.InvalidRequest("signature: not whole bytes of hex") from None
 
 
 def _record_id(value: str) -> bytes:

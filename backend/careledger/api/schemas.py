@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 HEX32 = r"^0x[0-9a-fA-F]{64}$"
 ADDRESS = r"^0x[0-9a-fA-F]{40}$"
-SIGNATURE = r"^0x[0-9a-fA-F]{130,}$"
+# 65 bytes r‖s‖v, or longer for a contract wallet (ERC-1271); whole bytes.
+SIGNATURE = r"^0x(?:[0-9a-fA-F]{2}){65,}$"
 
 
 class Strict(BaseModel):
@@ -164,7 +165,9 @@ class AuditRecordPublic(BaseModel):
 class AuditRecordsPage(BaseModel):
     custodian: str
     records: list[AuditRecordPublic]
-    next: str | None = Field(description="The cursor of the next page (`after`); null on the last page")
+    next: str | None = Field(
+        default=None, description="The cursor of the next page (`after`); absent on the last page"
+    )
     total: int = Field(description="Record rows in the store now")
 
 
