@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -88,8 +89,20 @@ def load_private_key(path: Path) -> bytes:
     return key
 
 
+# py_ecc (imported by eth-account) raises the recursion limit to 100,000 when imported. With
+# that, json.loads of a body nested ~100,000 deep overflows the C stack and kills the gateway
+# (SIGSEGV) while FastAPI parses it, before any check; Python's default makes it a RecursionError.
+PYTHON_RECURSION_LIMIT = 1000
+
+
+def bound_recursion() -> None:
+    """Put Python's default recursion limit back, so deep input fails as an error, not a crash."""
+    sys.setrecursionlimit(min(sys.getrecursionlimit(), PYTHON_RECURSION_LIMIT))
+
+
 def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
     """Connect everything a gateway needs, refusing a configuration that cannot work."""
+    bound_recursion()
     if not is_address(settings.member_address):
         raise ConfigurationError("CARELEDGER_MEMBER_ADDRESS must be this custodian's member address")
     if not settings.endpoint:

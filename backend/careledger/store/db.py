@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,16 +15,30 @@ from careledger.errors import StoreConflict, StoreUnavailable
 __all__ = ["Database", "Session", "make_engine"]
 
 
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """An engine for `url` (sqlite:///path or postgresql+psycopg://...)."""
+    """An engine for `url` (sqlite:///path or postgresql+psycopg://...).
+
+    SQLite waits `?timeout=` seconds (default 30) for another writer's lock before the store
+    counts as unavailable; PostgreSQL connections are checked before use, so ones the server
+    dropped are replaced instead of failing a request.
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30, "check_same_thread": False})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        parsed = make_url(url)
+        timeout = float(str(parsed.query.get("timeout", SQLITE_BUSY_TIMEOUT_S)))
+        engine = create_engine(
+            parsed.difference_update_query(["timeout"]),
+            echo=echo,
+            connect_args={"timeout": timeout, "check_same_thread": False},
+        )
+        event.listen(engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, timeout))
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_s: float) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers and the one writer proceed together; secure_delete zeroes freed
     # cells and pages, so erased key material does not linger in free pages.
@@ -32,7 +46,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
     cursor.close()
 
 
