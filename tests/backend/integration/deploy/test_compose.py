@@ -351,13 +351,22 @@ def test_scripts_the_image_runs_are_copied_into_it(compose: dict[str, Any]) -> N
 
 
 def _besu_nodes(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {n: s for n, s in _services(compose).items() if s["image"].startswith("hyperledger/besu:")}
+    return {n: s for n, s in _services(compose).items() if re.fullmatch(r"besu-\d", n)}
 
 
 def test_besu_profile_has_four_validators_and_two_custodians(compose: dict[str, Any]) -> None:
     services = _services(compose)
     assert sorted(_besu_nodes(compose)) == ["besu-1", "besu-2", "besu-3", "besu-4"]
-    for name in ("besu-deploy", "allowlist-sync", "clinic-a-gateway", "clinic-b-gateway",
+    for node in _besu_nodes(compose).values():
+        assert node["image"].startswith("hyperledger/besu:")
+    # each node's data volume is handed to the besu user before the node starts
+    owner = services["besu-volumes"]
+    handed = {s for s, _, _ in _mounts(owner)}
+    assert handed == {f"{n}-data" for n in _besu_nodes(compose)}
+    assert owner["image"] == services["besu-1"]["image"] and owner["user"] == "root"
+    for target in (t for _, t, _ in _mounts(owner)):
+        assert target in owner["command"][0]
+    for name in ("besu-volumes", "besu-deploy", "allowlist-sync", "clinic-a-gateway", "clinic-b-gateway",
                  "clinic-a-postgres", "clinic-b-postgres", *_besu_nodes(compose)):  # fmt: skip
         assert services[name]["profiles"] == ["besu"], name
     # each custodian's database is its own, on a network only its gateway shares
