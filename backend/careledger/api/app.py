@@ -185,9 +185,11 @@ class FhirResponse(JSONResponse):
     media_type = FHIR_CONTENT_TYPE
 
 
+# The probes refuse only a body over the size limit (the limit applies to every request).
+PROBE: dict[int, str | None] = {413: None}
 # Refusals every signed route can answer with; `None` takes the standard meaning (openapi.MEANING).
-AUTH: dict[int, str | None] = {401: None, 503: None}
-BODY: dict[int, str | None] = {400: "The body is not a JSON document in UTF-8", 413: None}
+AUTH: dict[int, str | None] = {401: None, 413: None, 503: None}
+BODY: dict[int, str | None] = {400: "The body is not a JSON document in UTF-8"}
 JOB = "The relayed message; 200 once mined (`done`), 202 while `pending` or `sent` (poll GET /jobs/{job})"
 JOB_ANSWERS: dict[str, dict[str, Any]] = {
     "s200": json_answer("Mined: the message is on chain", None, done=examples.JOB_DONE),
@@ -276,7 +278,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         response_model=schemas.HealthPublic,
         summary="Liveness (no data, no signature)",
         description="Answers while the process serves HTTP; says nothing about the chain or the database.",
-        responses=answers({}, s200=json_answer("Serving", None, ok={"status": "ok"})),
+        responses=answers(PROBE, s200=json_answer("Serving", None, ok={"status": "ok"})),
     )
     def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -289,7 +291,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         description="200 when the chain and the database answer, 503 otherwise (same body). Queue depths, "
         "anchor lag and whether this process holds the relayer lease; no data, no signature.",
         responses=answers(
-            {},
+            PROBE,
             s200=json_answer("Ready", None, ready=examples.READY),
             s503=json_answer(
                 "Not ready: the chain or the database does not answer",
@@ -310,9 +312,10 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         summary="Prometheus metrics (no data, no signature)",
         description="Request counts and latencies by route template, queue depths, anchor lag, chain head, "
         "in the Prometheus text format.",
-        responses={
-            200: {"content": {"text/plain": {"schema": {"type": "string"}, "example": examples.METRICS}}}
-        },
+        responses=answers(
+            PROBE,
+            s200={"content": {"text/plain": {"schema": {"type": "string"}, "example": examples.METRICS}}},
+        ),
     )
     def prometheus(request: Request) -> Response:
         _update_gauges(metrics, readiness(request.app.state.gateway))

@@ -75,9 +75,10 @@ def test_every_operation_documents_its_refusals(spec: dict[str, Any]) -> None:
     for path, method, op in _operations(spec):
         statuses = {int(s) for s in op["responses"]}
         assert any(200 <= s < 300 for s in statuses), f"{_named(path, method)} documents no success"
+        refusals = {s for s in statuses if 400 <= s < 500}
+        assert 413 in refusals, f"{_named(path, method)} omits 413 (every request has a size limit)"
         if path in UNSIGNED:
             continue
-        refusals = {s for s in statuses if 400 <= s < 500}
         assert {401} <= refusals, f"{_named(path, method)} does not document 401"
         assert 503 in statuses, f"{_named(path, method)} does not document 503"
         if "requestBody" in op:
