@@ -179,7 +179,14 @@ class Forbidden(CareLedgerError):
 
 
 class RateLimited(Forbidden):
-    """Too many break-glass reads by this member in the current window."""
+    """Too many break-glass reads by this member in the current window.
+
+    `retry_after_s`, when known, is how long until the window lets the next one through.
+    """
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
 
 
 class Conflict(CareLedgerError):

@@ -7,6 +7,7 @@ texts; no traceback and no stored data ever leaves this way.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from careledger import errors
@@ -51,6 +52,20 @@ def status_of(exc: Exception) -> tuple[int, str]:
         if isinstance(exc, cls):
             return status, kind
     return 500, "internal"
+
+
+# When to retry a refusal that passes by itself: the chain or the store back (503), the
+# break-glass window moving on (429; at most an hour when the error does not say).
+RETRY_AFTER_S = {429: 3600.0, 503: 5.0}
+
+
+def retry_headers(exc: Exception, status: int) -> dict[str, str] | None:
+    """The Retry-After header (RFC 9110, whole seconds) for a 429 or 503, None otherwise."""
+    default = RETRY_AFTER_S.get(status)
+    if default is None:
+        return None
+    seconds = getattr(exc, "retry_after_s", None) or default
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
 def problem(status: int, kind: str, detail: str) -> dict[str, Any]:
