@@ -20,15 +20,16 @@ import pytest
 from eth_account import Account
 from typer.testing import CliRunner
 
-from careledger.chain.anvil import Anvil
+from careledger.chain.anvil import Anvil, free_port
 from careledger.chain.clients import Ledger
 from careledger.chain.deployment import Deployment
 from careledger.cli.allowlist import app as allowlist_app
 from careledger.cli.deploy import app as deploy_app
 from careledger.cli.gateway import app as gateway_app
 from careledger.codes import MemberStatus, Role
-from careledger.config import Settings
-from careledger.services.gateway import build_gateway, load_private_key
+from careledger.services.gateway import load_private_key
+from tests.backend.databases import postgres_database
+from tests.backend.gateways import wait_until
 from tests.backend.integration.deploy.conftest import ROOT, command_words
 from tests.backend.integration.deploy.fake_besu import FakePermNode
 
@@ -87,24 +88,46 @@ def test_default_stack_deploy_lets_the_compose_gateway_start(
     assert first.returncode == 0, first.stderr
     assert Deployment.load(deployment).address("MemberRegistry") in first.stdout
 
-    # The gateway's own settings from the compose file, with this machine's paths and URLs
-    # for the container's: build_gateway refuses any mismatch with what the deploy registered.
-    gateway_env = services["gateway"]["environment"]
-    settings = Settings(
-        rpc_url=anvil.url,
-        deployment_file=deployment,
-        member_address=gateway_env["CARELEDGER_MEMBER_ADDRESS"],
-        endpoint=gateway_env["CARELEDGER_ENDPOINT"],
-        database_url=f"sqlite:///{tmp_path / 'gateway.db'}",
-        kek_file=tmp_path / "kek.hex",
-        relayer_key_file=relayer_key,
-    )
-    gateway = build_gateway(settings)
-    try:
-        acts_for, role = gateway.ledger.members.active_sender(_relayer_address(relayer_key))
-        assert (acts_for, role) == (gateway.custodian, Role.CLINIC)
-    finally:
-        gateway.close()
+    ledger = Ledger.connect(anvil.url, Deployment.load(deployment))
+    acts_for, role = ledger.members.active_sender(_relayer_address(relayer_key))
+    assert role is Role.CLINIC and acts_for == services["gateway"]["environment"]["CARELEDGER_MEMBER_ADDRESS"]
+
+    # The gateway as compose runs it: its command and environment, with this machine's
+    # paths, chain, PostgreSQL and a free loopback port for the container's; healthy when
+    # the compose health check says so. It refuses to start on any mismatch with what the
+    # deploy step registered (member, role, endpoint, relayer).
+    port = free_port()
+    words = command_words(services["gateway"])
+    assert words[:3] == ["careledger", "gateway", "serve"]
+    command = [sys.executable, "-m", "careledger.cli.main", *words[1:]]
+    command[command.index("--host") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = str(port)
+    with postgres_database() as database_url:
+        env = {k: str(v) for k, v in services["gateway"]["environment"].items()}
+        env |= {
+            "CARELEDGER_RPC_URL": anvil.url,
+            "CARELEDGER_DEPLOYMENT_FILE": str(deployment),
+            "CARELEDGER_DATABASE_URL": database_url,
+            "CARELEDGER_KEK_FILE": str(tmp_path / "kek.hex"),
+            "CARELEDGER_RELAYER_KEY_FILE": str(relayer_key),
+        }
+        log = tmp_path / "gateway.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+            )
+        try:
+            probe = [w.replace(":8000/", f":{port}/") for w in services["gateway"]["healthcheck"]["test"][1:]]
+            probe[0] = sys.executable
+
+            def healthy() -> bool:
+                assert process.poll() is None, log.read_text()[-3000:]
+                return subprocess.run(probe, capture_output=True, timeout=30, check=False).returncode == 0
+
+            wait_until(healthy, timeout=60, what="the compose health check to pass")
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
 
 
 def test_every_step_run_again_finds_its_work_done(anvil: Anvil, tmp_path: Path) -> None:
