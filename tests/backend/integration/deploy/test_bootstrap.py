@@ -8,6 +8,7 @@ profile, the validators' perm_* methods are the loopback fake (Besu runs only in
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -27,7 +28,8 @@ from careledger.cli.allowlist import app as allowlist_app
 from careledger.cli.deploy import app as deploy_app
 from careledger.cli.gateway import app as gateway_app
 from careledger.codes import MemberStatus, Role
-from careledger.services.gateway import load_private_key
+from careledger.config import Settings
+from careledger.services.gateway import build_gateway, load_private_key
 from tests.backend.databases import postgres_database
 from tests.backend.gateways import wait_until
 from tests.backend.integration.deploy.conftest import ROOT, command_words
@@ -238,3 +240,26 @@ def test_besu_profile_deploy_admits_custodians_and_syncs_every_validator(
         assert synced.exit_code == 0, synced.output
         for node in nodes:
             assert set(node.accounts) == allowed
+
+    # Each custodian's gateway, configured as compose configures it with the generated
+    # compose.env (its member address), accepts the chain the deploy step left: member,
+    # role, registered endpoint and relayer all agree (build_gateway refuses otherwise).
+    values = dict(line.split("=", 1) for line in (generated / "compose.env").read_text().splitlines())
+    for name, keys in (("clinic-a-gateway", keys_a), ("clinic-b-gateway", keys_b)):
+        env = {k: _interpolate(str(v), values) for k, v in compose["services"][name]["environment"].items()}
+        settings = Settings(
+            rpc_url=anvil.url,
+            deployment_file=deployment,
+            member_address=env["CARELEDGER_MEMBER_ADDRESS"],
+            endpoint=env["CARELEDGER_ENDPOINT"],
+            database_url=f"sqlite:///{keys / 'gateway.db'}",
+            kek_file=keys / "kek.hex",
+            relayer_key_file=keys / "relayer.key",
+        )
+        gateway = build_gateway(settings)
+        gateway.close()
+
+
+def _interpolate(value: str, values: dict[str, str]) -> str:
+    """Compose's ${VAR:-default} with `values` as the environment."""
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: values.get(m.group(1)) or m.group(2) or "", value)
