@@ -18,6 +18,7 @@ contract ConsentRegistry is IConsentRegistry, EIP712, UnorderedNonces {
     using ConsentHashes for Revocation;
 
     uint256 private constant MAX_CONSENTS_PER_PAIR = 64;
+    uint256 private constant MAX_GRANT_BATCH = 100;
 
     IMemberRegistry private immutable _memberRegistry;
     mapping(bytes32 pair => mapping(uint256 index => Consent)) private _consents;
@@ -46,6 +47,27 @@ contract ConsentRegistry is IConsentRegistry, EIP712, UnorderedNonces {
         uint256 index = _count(pair);
         if (index == MAX_CONSENTS_PER_PAIR) revert ConsentRegistryTooManyConsents(grant.patient, grant.grantee);
         return _grant(pair, index, grant);
+    }
+
+    /// @inheritdoc IConsentRegistry
+    /// @dev The same checks as grantBySig, item by item, but a failing item is skipped (its
+    /// nonce stays unused) instead of reverting the batch: one patient's stale or replayed
+    /// signature must not cost the others their grant. Which items were granted is told by
+    /// their ConsentGranted events, the very events grantBySig emits.
+    function grantBatchBySig(Grant[] calldata grants, bytes[] calldata signatures) external returns (uint256 granted) {
+        _requireActiveSender();
+        uint256 count = grants.length;
+        if (count == 0 || count > MAX_GRANT_BATCH || signatures.length != count) {
+            revert ConsentRegistryInvalidBatch(count, signatures.length);
+        }
+        for (uint256 i = 0; i < count; ++i) {
+            if (_tryGrant(grants[i], signatures[i])) ++granted;
+        }
+    }
+
+    /// @inheritdoc IConsentRegistry
+    function maxGrantBatch() external pure returns (uint256) {
+        return MAX_GRANT_BATCH;
     }
 
     /// @inheritdoc IConsentRegistry
@@ -132,6 +154,27 @@ contract ConsentRegistry is IConsentRegistry, EIP712, UnorderedNonces {
         if (!SignatureChecker.isValidSignatureNowCalldata(patient, digest, signature)) {
             revert ConsentRegistryInvalidSignature(patient);
         }
+    }
+
+    /// @dev grantBySig's checks without reverting: false (and nothing written) when any fails.
+    function _tryGrant(Grant calldata grant, bytes calldata signature) private returns (bool) {
+        if (
+            block.timestamp > grant.deadline || grant.categories == 0 || grant.categories & ~Category.ALL != 0
+                || grant.purposes == 0 || grant.purposes & ~Purpose.GRANTABLE != 0
+                || grant.validUntil <= grant.validFrom || grant.validUntil <= block.timestamp
+                || nonceUsed(grant.patient, grant.nonce)
+        ) return false;
+        (, IMemberRegistry.KeyKind kind) = _memberRegistry.keyOf(grant.grantee);
+        if (kind != IMemberRegistry.KeyKind.ADMIN) return false;
+        bytes32 pair = ConsentHashes.pairKey(grant.patient, grant.grantee);
+        uint256 index = _count(pair);
+        if (index == MAX_CONSENTS_PER_PAIR) return false;
+        if (!SignatureChecker.isValidSignatureNowCalldata(grant.patient, _hashTypedDataV4(grant.hash()), signature)) {
+            return false;
+        }
+        _useNonce(grant.patient, grant.nonce);
+        _grant(pair, index, grant);
+        return true;
     }
 
     /// @dev Consents of a pair fill indexes 0, 1, ... and are never deleted.

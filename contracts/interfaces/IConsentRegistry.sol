@@ -79,12 +79,22 @@ interface IConsentRegistry {
     error ConsentRegistryUnknownConsent(ConsentId consentId);
     /// @notice Thrown when revoking a consent twice.
     error ConsentRegistryAlreadyRevoked(ConsentId consentId);
+    /// @notice Thrown for an empty or oversized batch, or one with a signature count that differs.
+    error ConsentRegistryInvalidBatch(uint256 grants, uint256 signatures);
     /// @notice Thrown for a category or purpose code out of range in a query.
     error ConsentRegistryInvalidCode(uint8 category, uint8 purpose);
 
     /// @notice Records a consent the patient signed; the caller must act for an active member.
     /// @return consentId The new consent's id.
     function grantBySig(Grant calldata grant, bytes calldata signature) external returns (ConsentId consentId);
+
+    /// @notice Records several consents in one transaction, each as grantBySig would; an item
+    /// that grantBySig would refuse is skipped, not reverted (its nonce stays unused).
+    /// @return granted How many items were granted (each emitted ConsentGranted).
+    function grantBatchBySig(Grant[] calldata grants, bytes[] calldata signatures) external returns (uint256 granted);
+
+    /// @notice Most grants one grantBatchBySig call takes.
+    function maxGrantBatch() external pure returns (uint256);
 
     /// @notice Revokes a consent with the patient's signature; effective in this block.
     /// @param grantee The consent's grantee and `index` its position, which locate it in storage.

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
+from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
-from web3.types import TxReceipt
+from web3.types import RPCEndpoint, TxReceipt
 
 from careledger import errors
 from careledger.chain import merkle
@@ -99,6 +102,28 @@ class GrantReceipt:
     consent_id: bytes
     index: int
     tx: TxInfo
+
+
+@dataclass(frozen=True)
+class GrantedEvent:
+    """A ConsentGranted event: which grant it recorded, and the consent's id and index."""
+
+    consent_id: bytes
+    patient: str
+    grantee: str
+    index: int
+    categories: int
+    purposes: int
+    valid_from: int
+    valid_until: int
+
+    def matches(self, grant: Grant) -> bool:
+        return (
+            self.patient.lower() == grant.patient.lower()
+            and self.grantee.lower() == grant.grantee.lower()
+            and (self.categories, self.purposes, self.valid_from, self.valid_until)
+            == (grant.categories, grant.purposes, grant.valid_from, grant.valid_until)
+        )
 
 
 @dataclass(frozen=True)
@@ -312,13 +337,34 @@ class MemberRegistryClient(_ContractClient):
         count = self._call(self.contract.functions.memberCount())
         return [self.get_member(self._call(self.contract.functions.memberAt(i))) for i in range(count)]
 
+    def status_of(self, member: str) -> MemberStatus:
+        """A member's status at the head block, cached like active_signer."""
+        head = self.ledger.head()
+        key = member.lower()
+        cached = self.ledger.watcher.statuses.get(key)
+        if cached is not None:
+            return cached
+        status = MemberStatus(self._call(self.contract.functions.getMember(member), head.number)[1])
+        self.ledger.watcher.remember(self.ledger.watcher.statuses, key, status, head)
+        return status
+
     def active_sender(self, account: str) -> tuple[str | None, Role]:
         member, role = self._call(self.contract.functions.activeSender(account))
         return (None if member == ZERO_ADDRESS else member), Role(role)
 
     def active_signer(self, account: str) -> tuple[str | None, Role]:
-        member, role = self._call(self.contract.functions.activeSigner(account))
-        return (None if member == ZERO_ADDRESS else member), Role(role)
+        """Whom `account` signs for, at the head block. Answers are kept until a
+        MemberRegistry event is mined (Ledger.head() watches for them), so a request costs one
+        eth_blockNumber instead of an eth_call."""
+        head = self.ledger.head()
+        key = account.lower()
+        cached = self.ledger.watcher.signers.get(key)
+        if cached is not None:
+            return cached
+        member, role = self._call(self.contract.functions.activeSigner(account), head.number)
+        answer = (None if member == ZERO_ADDRESS else member), Role(role)
+        self.ledger.watcher.remember(self.ledger.watcher.signers, key, answer, head)
+        return answer
 
     def key_of(self, account: str) -> tuple[str | None, int]:
         member, kind = self._call(self.contract.functions.keyOf(account))
@@ -353,6 +399,34 @@ class ConsentRegistryClient(_ContractClient):
     def grant_call(self, grant: Grant, signature: bytes) -> ContractFunction:
         return self.contract.functions.grantBySig(grant.as_tuple(), signature)
 
+    def grant_batch_call(self, grants: Sequence[tuple[Grant, bytes]]) -> ContractFunction:
+        """grantBatchBySig: each grant as grantBySig would take it; a failing item is skipped."""
+        return self.contract.functions.grantBatchBySig(
+            [g.as_tuple() for g, _ in grants], [signature for _, signature in grants]
+        )
+
+    def granted_all(self, receipt: TxReceipt) -> list[GrantedEvent]:
+        """Every ConsentGranted of a receipt, in log order (a batch grants some of its items)."""
+        return [
+            GrantedEvent(
+                bytes(a["consentId"]),
+                a["patient"],
+                a["grantee"],
+                int(a["index"]),
+                int(a["categories"]),
+                int(a["purposes"]),
+                int(a["validFrom"]),
+                int(a["validUntil"]),
+            )
+            for a in (e["args"] for e in self._events(receipt, "ConsentGranted"))
+        ]
+
+    def grant_batch_by_sig(self, by: Sender, grants: Sequence[tuple[Grant, bytes]]) -> list[GrantedEvent]:
+        return self.granted_all(self._transact(by, self.grant_batch_call(grants)))
+
+    def max_grant_batch(self) -> int:
+        return int(self._call(self.contract.functions.maxGrantBatch()))
+
     def granted(self, receipt: TxReceipt) -> GrantReceipt:
         args = self._events(receipt, "ConsentGranted")[0]["args"]
         return GrantReceipt(bytes(args["consentId"]), int(args["index"]), TxInfo.of(receipt))
@@ -378,8 +452,34 @@ class ConsentRegistryClient(_ContractClient):
         permitted, consent_id = self._call(fn, block)
         return bytes(consent_id) if permitted else None
 
-    def get_consent(self, patient: str, grantee: str, index: int) -> StoredConsent:
-        c = self._call(self.contract.functions.getConsent(patient, grantee, index))
+    def permitted(self, patient: str, grantee: str, category: int, purpose: int, head: Head) -> bytes | None:
+        """is_permitted at `head` (from Ledger.head()), with positive answers cached.
+
+        A cached consent is used only while `head`'s timestamp lies in its validity window,
+        and the cache is emptied whenever a ConsentRevoked event is mined: Ledger.head()
+        reads the new blocks' events before it hands out a newer head, so no read checked at
+        or after a revocation's block can see a consent it revoked."""
+        watcher = self.ledger.watcher
+        key = (patient.lower(), grantee.lower(), category, purpose)
+        hit = watcher.consents.get(key)
+        if hit is not None and hit.valid_from <= head.timestamp < hit.valid_until:
+            return hit.consent_id
+        consent_id = self.is_permitted(patient, grantee, category, purpose, block=head.number)
+        if consent_id is None:
+            return None
+        index = consent_index(patient, grantee, consent_id)
+        if index is not None:
+            stored = self.get_consent(patient, grantee, index, block=head.number)
+            if not stored.revoked:
+                watcher.remember(
+                    watcher.consents, key, _Permit(consent_id, stored.valid_from, stored.valid_until), head
+                )
+        return consent_id
+
+    def get_consent(
+        self, patient: str, grantee: str, index: int, *, block: int | None = None
+    ) -> StoredConsent:
+        c = self._call(self.contract.functions.getConsent(patient, grantee, index), block)
         return StoredConsent(*c)
 
     def consent_count(self, patient: str, grantee: str) -> int:
@@ -613,6 +713,11 @@ class Ledger:
         self.consents = ConsentRegistryClient(self)
         self.records = RecordRegistryClient(self)
         self.access = AccessLogClient(self)
+        self.watcher = HeadWatcher(self)
+
+    def head(self) -> Head:
+        """The chain's head block, after the caches have seen every event up to it."""
+        return self.watcher.head()
 
     @classmethod
     def connect(cls, rpc_url: str, deployment: Deployment, *, timeout: float = 10.0) -> Ledger:
@@ -642,6 +747,101 @@ class Ledger:
             return int(self.w3.eth.block_number)
         except (OSError, ConnectionError) as exc:
             raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
+
+
+class Head(NamedTuple):
+    number: int
+    timestamp: int
+    generation: int  # of the caches, when this head was handed out
+
+
+class _Permit(NamedTuple):
+    consent_id: bytes
+    valid_from: int
+    valid_until: int
+
+
+MAX_CONSENTS_PER_PAIR = 64
+
+
+def consent_index(patient: str, grantee: str, consent_id: bytes) -> int | None:
+    """The index of a consent id (ConsentHashes.consentId: keccak(patient, grantee, index))."""
+    for index in range(MAX_CONSENTS_PER_PAIR):
+        if keccak(abi_encode(["address", "address", "uint256"], [patient, grantee, index])) == consent_id:
+            return index
+    return None
+
+
+class HeadWatcher:
+    """The head block, and the caches that stay right only as long as certain events are
+    absent: consents (emptied by any ConsentRevoked) and signers (by any MemberRegistry
+    event). Advancing the head reads the new blocks' events first, in one eth_getLogs."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._lock = threading.Lock()
+        self._head: Head | None = None
+        self.generation = 0
+        self.consents: dict[tuple[str, str, int, int], _Permit] = {}
+        self.signers: dict[str, tuple[str | None, Role]] = {}
+        self.statuses: dict[str, MemberStatus] = {}
+        self._consent_registry = ledger.deployment.address("ConsentRegistry").lower()
+        self._member_registry = ledger.deployment.address("MemberRegistry").lower()
+        self._revoked_topic = "0x" + keccak(text="ConsentRevoked(bytes32,address,address,address)").hex()
+
+    def head(self) -> Head:
+        number = int(self._rpc("eth_blockNumber", []), 16)
+        with self._lock:
+            current = self._head
+            if current is not None and number <= current.number:
+                return current  # another thread already moved on: its view is newer
+            if current is None:
+                self._clear()
+            else:
+                self._apply(current.number + 1, number)
+            block = self._rpc("eth_getBlockByNumber", [hex(number), False])
+            self._head = Head(number, int(block["timestamp"], 16), self.generation)
+            return self._head
+
+    def remember(self, cache: dict[Any, Any], key: Any, value: Any, head: Head) -> None:
+        """Cache `value`, computed at `head`, unless an invalidation came since."""
+        with self._lock:
+            if self.generation == head.generation:
+                cache[key] = value
+
+    def _apply(self, first: int, last: int) -> None:
+        logs = self._rpc(
+            "eth_getLogs",
+            [{"fromBlock": hex(first), "toBlock": hex(last),
+              "address": [self._consent_registry, self._member_registry]}],
+        )  # fmt: skip
+        revoked = any(
+            str(e["address"]).lower() == self._consent_registry and e["topics"][:1] == [self._revoked_topic]
+            for e in logs
+        )
+        members = any(str(e["address"]).lower() == self._member_registry for e in logs)
+        if revoked or members:
+            self.generation += 1
+            if revoked:
+                self.consents.clear()
+            if members:
+                self.signers.clear()
+                self.statuses.clear()
+
+    def _clear(self) -> None:
+        self.generation += 1
+        self.consents.clear()
+        self.signers.clear()
+        self.statuses.clear()
+
+    def _rpc(self, method: str, params: list[Any]) -> Any:
+        try:
+            answer = self.ledger.w3.provider.make_request(RPCEndpoint(method), params)
+        except (OSError, ConnectionError) as exc:
+            raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
+        if "error" in answer:
+            raise errors.ChainUnavailable(f"{method}: {answer['error']}")
+        return answer["result"]
 
 
 def connect(rpc_url: str, *, timeout: float = 10.0) -> Web3:

@@ -67,8 +67,9 @@ def read_record(gw: Gateway, principal: Principal, record_id: bytes, purpose: Pu
         return _break_glass(gw, principal, member, row, patient, purpose, headers)
     if purpose is Purpose.BTG:
         raise errors.Forbidden(f"break-glass needs the signed headers {REASON_HEADER} and {ACTOR_HEADER}")
-    block = gw.ledger.block_number()
-    consent_id = gw.ledger.consents.is_permitted(patient.address, member, row.category, purpose, block=block)
+    head = gw.ledger.head()
+    consent_id = gw.ledger.consents.permitted(patient.address, member, row.category, purpose, head)
+    block = head.number
     if consent_id is None:
         raise errors.Forbidden(
             f"no consent of the patient lets {member} see {Category(row.category).name} for {purpose.name}"

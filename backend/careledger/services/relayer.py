@@ -1,11 +1,15 @@
 """The relayer: the one process that sends a gateway's transactions.
 
-Each step it (1) settles the transaction it signed last — finished, or broadcast again
-after a crash — (2) relays the next patient-signed job, revocations first, (3) anchors
+Each step it (1) settles the transactions it signed whose nonce the chain has consumed —
+mined, reverted or dropped — and broadcasts again any it has not broadcast itself (after a
+crash or a lease takeover) or that waited too long, then, while fewer than MAX_IN_FLIGHT
+are unmined, (2) relays the next patient-signed jobs, revocations first, (3) anchors
 pending records once enough are waiting or the oldest has waited long enough, and (4) logs
-pending disclosures the same way. A transaction is stored before it is broadcast, so a
-crash anywhere loses nothing and sends nothing twice. A database lease makes sure that
-one process does this, however many API workers run.
+pending disclosures the same way. Several transactions are in flight at once (consecutive
+nonces of the one relayer key), so with a block time several batches share a block instead
+of one batch per block. A transaction is stored before it is broadcast, so a crash anywhere
+loses nothing and sends nothing twice. A database lease makes sure that one process does
+this, however many API workers run.
 """
 
 from __future__ import annotations
@@ -44,6 +48,14 @@ log = logging.getLogger("careledger.relayer")
 LEASE = "relayer"
 # Revocations first: a patient's "stop" never waits behind anything else.
 JOB_PRIORITY = ("revoke", "erase", "grant", "enroll")
+# Unmined transactions of the relayer key at once; the work each carries is chosen only once.
+MAX_IN_FLIGHT = 16
+# An unmined transaction is broadcast again after this long (a node may have dropped it).
+REBROADCAST_AFTER_S = 10.0
+# Grants relayed in one grantBatchBySig transaction (the contract takes at most 100).
+GRANT_BATCH_MAX = 100
+# After a whole batch of grants failed, grants go one per transaction this long.
+SINGLE_GRANTS_AFTER_FAILED_BATCH_S = 60.0
 
 
 @dataclass
@@ -81,6 +93,9 @@ class Relayer:
         self.stats = RelayerStats()
         self._retry_after = 0.0
         self._next_purge = 0.0
+        self._broadcast_at: dict[int, float] = {}  # tx row id -> when this process broadcast it
+        self._single_grants_until = 0.0
+        self._renewed_at = 0.0
         # Work that must run in the one lease-holding process, e.g. a requested KEK rotation.
         self.housekeeping: Callable[[], bool] | None = None
 
@@ -102,14 +117,19 @@ class Relayer:
         """One round of work; True if anything was done."""
         if self.clock() < self._retry_after or not self._hold_lease():
             return False
-        if self._settle():
-            return True  # a transaction is still in flight: wait for it
+        in_flight, settled = self._settle()
+        if in_flight >= MAX_IN_FLIGHT:
+            return settled  # wait for the chain before signing more
+        if in_flight and self.housekeeping is not None:
+            # housekeeping (a KEK rotation) runs only with nothing in flight, as before
+            return self._next_job() or self._anchor_due() or self._log_due() or settled
         return (
             self._next_job()
             or self._anchor_due()
             or self._log_due()
             or self._purge_nonces()
             or (self.housekeeping is not None and self.housekeeping())
+            or settled
         )
 
     def _purge_nonces(self) -> bool:
@@ -152,11 +172,17 @@ class Relayer:
         )
 
     def _hold_lease(self) -> bool:
-        now_ms = int(self.clock() * 1000)
+        now = self.clock()
+        if self.stats.holds_lease and 0 <= now - self._renewed_at < self.settings.lease_ttl_s / 4:
+            return True  # renewed moments ago: nobody else can hold it before it expires
+        now_ms = int(now * 1000)
         with self.db.session() as s:
             held = Leases(s).acquire(LEASE, self.holder, now_ms, int(self.settings.lease_ttl_s * 1000))
+        if held:
+            self._renewed_at = now
         if held and not self.stats.holds_lease:
             self.sender.resync()  # another process may have sent since we last held it
+            self._broadcast_at.clear()  # and what is unmined is broadcast again
         self.stats.holds_lease = held
         return held
 
@@ -188,29 +214,41 @@ class Relayer:
             "transaction sent",
             extra={"fields": {"purpose": purpose, "tx": signed.tx_hash, "nonce": signed.nonce}},
         )
+        self._broadcast_at[tx.id] = time.monotonic()
         self.sender.broadcast(purpose, signed)
 
-    def _settle(self) -> bool:
-        """Finish unsettled transactions in nonce order; True while one is still in flight."""
+    def _settle(self) -> tuple[int, bool]:
+        """Finish the unsettled transactions the chain has consumed the nonce of, in nonce
+        order; (how many are still in flight, whether any was finished)."""
         with self.db.session() as s:
             unsettled = [
                 (t.id, t.purpose, t.tx_hash, t.raw, t.nonce)
                 for t in ChainTxs(s).unsettled(self.sender.address)
             ]
+        if not unsettled:
+            return 0, False
+        # The nonce first, then the receipt: read the other way round, a transaction
+        # mined between the two reads would look dropped.
+        consumed = self.sender.confirmed_nonce()
+        in_flight, settled = 0, False
+        now = time.monotonic()
         for tx_id, purpose, tx_hash, raw, nonce in unsettled:
-            # The nonce first, then the receipt: read the other way round, a transaction
-            # mined between the two reads would look dropped.
-            consumed = self.sender.confirmed_nonce() > nonce
+            if nonce >= consumed:
+                in_flight += 1
+                sent = self._broadcast_at.get(tx_id)
+                if sent is None or now - sent > REBROADCAST_AFTER_S:
+                    self._broadcast_at[tx_id] = now
+                    self.sender.broadcast(purpose, SignedTx(raw, tx_hash, nonce))
+                continue
             receipt = self.sender.receipt(tx_hash)
+            self._broadcast_at.pop(tx_id, None)
+            settled = True
             if receipt is None:
-                if consumed:
-                    self._finish(tx_id, None, "dropped")
-                    self.sender.resync()
-                    continue
-                self.sender.broadcast(purpose, SignedTx(raw, tx_hash, nonce))
-                return True
+                self._finish(tx_id, None, "dropped")
+                self.sender.resync()
+                continue
             self._finish(tx_id, receipt, "mined" if receipt["status"] == 1 else "reverted")
-        return False
+        return in_flight, settled
 
     def _finish(self, tx_id: int, receipt: Receipt | None, status: str) -> None:
         """Record how a transaction ended and settle the work it carried."""
@@ -237,15 +275,19 @@ class Relayer:
             if job is None:
                 return False
             job_id, kind, payload = job.id, job.kind, json.loads(job.payload)
+            batch: list[tuple[int, dict[str, Any]]] = []
+            if kind == "grant" and self.clock() >= self._single_grants_until:
+                batch = [
+                    (j.id, json.loads(j.payload))
+                    for j in ChainJobs(s).pending_of_kind("grant", GRANT_BATCH_MAX)
+                ]
+        if len(batch) > 1:
+            return self._send_grants(batch)
         try:
             contract, call = self._job_call(kind, payload)
             signed = self.sender.sign(contract, call)
         except errors.ContractReverted as exc:
-            with self.db.session() as s:
-                failed = ChainJobs(s).by_id(job_id)
-                assert failed is not None
-                failed.status, failed.error, failed.done_at = "failed", str(exc), _now(self.clock)
-            self.stats.jobs_failed += 1
+            self._fail_jobs([job_id], str(exc))
             return True
 
         def attach(s: Session, tx_id: int) -> None:
@@ -255,6 +297,30 @@ class Relayer:
 
         self._store_and_broadcast("job", signed, attach)
         return True
+
+    def _send_grants(self, batch: list[tuple[int, dict[str, Any]]]) -> bool:
+        """Several patients' grants in one grantBatchBySig; an item the contract skips is
+        found missing among the receipt's ConsentGranted events and fails with the reason."""
+        ids = [job_id for job_id, _ in batch]
+        items = [(Grant.from_json(p["message"]), bytes.fromhex(p["signature"])) for _, p in batch]
+        try:
+            signed = self.sender.sign("ConsentRegistry", self.ledger.consents.grant_batch_call(items))
+        except errors.ContractReverted as exc:
+            self._fail_jobs(ids, str(exc))
+            return True
+
+        def attach(s: Session, tx_id: int) -> None:
+            for row in ChainJobs(s).by_ids(ids):
+                row.status, row.tx_id = "sent", tx_id
+
+        self._store_and_broadcast("job", signed, attach)
+        return True
+
+    def _fail_jobs(self, job_ids: list[int], error: str) -> None:
+        with self.db.session() as s:
+            for failed in ChainJobs(s).by_ids(job_ids):
+                failed.status, failed.error, failed.done_at = "failed", error, _now(self.clock)
+        self.stats.jobs_failed += len(job_ids)
 
     def _job_call(self, kind: str, p: dict[str, Any]) -> tuple[str, Call]:
         sig = bytes.fromhex(p["signature"])
@@ -281,8 +347,27 @@ class Relayer:
         raise errors.ConfigurationError(f"unknown relay job kind {kind}")
 
     def _settle_jobs(self, s: Session, tx: ChainTxRow, receipt: Receipt | None) -> None:
-        for job in ChainJobs(s).by_tx(tx.id):
+        jobs = list(ChainJobs(s).by_tx(tx.id))
+        if receipt is None and len(jobs) > 1:
+            # A whole batch failed (e.g. out of gas in one patient's wallet): the grants go
+            # again, one per transaction, so that each fails or succeeds on its own.
+            for job in jobs:
+                job.status, job.tx_id = "pending", None
+            self._single_grants_until = self.clock() + SINGLE_GRANTS_AFTER_FAILED_BATCH_S
+            return
+        granted = self.ledger.consents.granted_all(receipt) if receipt is not None else []
+        for job in jobs:
             job.done_at = _now(self.clock)
+            event = None
+            if receipt is not None and job.kind == "grant":
+                grant = Grant.from_json(json.loads(job.payload)["message"])
+                event = next((e for e in granted if e.matches(grant)), None)
+                if event is None:
+                    why = self._why(job.kind, job.payload)
+                    job.status, job.error = "failed", f"transaction {tx.tx_hash} skipped this grant{why}"
+                    self.stats.jobs_failed += 1
+                    continue
+                granted.remove(event)
             if receipt is None:
                 job.status, job.error = (
                     "failed",
@@ -291,9 +376,8 @@ class Relayer:
                 self.stats.jobs_failed += 1
                 continue
             result: dict[str, Any] = {"txHash": tx.tx_hash, "blockNumber": tx.block_number}
-            if job.kind == "grant":
-                granted = self.ledger.consents.granted(receipt)
-                result |= {"consentId": "0x" + granted.consent_id.hex(), "index": granted.index}
+            if event is not None:
+                result |= {"consentId": "0x" + event.consent_id.hex(), "index": event.index}
             job.status, job.result = "done", json.dumps(result)
             self.stats.jobs_done += 1
             if job.kind == "enroll":
@@ -327,20 +411,16 @@ class Relayer:
         cap = self.settings.anchor_batch_max
         with self.db.session() as s:
             records = Records(s)
-            pending = list(records.pending(cap))
+            pending = records.pending_entries(cap)
             if not self._due(
                 records.oldest_pending_created_at(), len(pending), cap, self.settings.anchor_batch_max_age_s
             ):
                 return False
-            # Leaf order is the contract's: grouped by patient, first seen first.
-            groups: dict[str, list[tuple[int, RecordEntry]]] = {}
-            for row in pending:
-                patient = Patients(s).by_id(row.patient_id)
-                assert patient is not None
-                entry = RecordEntry(
-                    patient.address, row.category, row.commitment, row.supersedes or bytes(32)
-                )
-                groups.setdefault(patient.address.lower(), []).append((row.id, entry))
+        # Leaf order is the contract's: grouped by patient, first seen first.
+        groups: dict[str, list[tuple[int, RecordEntry]]] = {}
+        for row_id, address, category, commitment, supersedes in pending:
+            entry = RecordEntry(address, category, commitment, supersedes or bytes(32))
+            groups.setdefault(address.lower(), []).append((row_id, entry))
         ordered = [item for group in groups.values() for item in group]
         entries = [entry for _, entry in ordered]
         leaves = [
@@ -361,10 +441,7 @@ class Relayer:
                     created_at=_now(self.clock),
                 )
             )
-            for index, (row_id, _) in enumerate(ordered):
-                row = Records(s).by_id(row_id)
-                assert row is not None
-                row.batch_id, row.leaf_index = batch.id, index
+            Records(s).assign_batch(batch.id, [row_id for row_id, _ in ordered])
 
         self._store_and_broadcast("anchor", signed, attach)
         return True
@@ -373,20 +450,16 @@ class Relayer:
         batch = Batches(s).by_tx(tx.id)
         if batch is None:
             return
-        rows = Records(s).in_batch(batch.id)
         if receipt is None:  # reverted or dropped: the records wait for the next batch
             batch.status = tx.status
-            for row in rows:
-                row.batch_id, row.leaf_index = None, None
+            Records(s).release_batch(batch.id)
             return
         chain_batch_id, root = self.ledger.records.anchored_batch(receipt)
         if root != batch.root:
             raise errors.ChainError(f"batch {batch.id}: the chain's root differs from the local tree")
         batch.status, batch.chain_batch_id, batch.block_number = "anchored", chain_batch_id, tx.block_number
-        for row in rows:
-            if row.status == "pending":
-                row.status, row.anchored_at = "anchored", _now(self.clock)
-        self.stats.records_anchored += len(rows)
+        Records(s).mark_anchored(batch.id, _now(self.clock))
+        self.stats.records_anchored += batch.record_count
 
     # ------------------------------------------------------------------ access log
 

@@ -69,6 +69,7 @@ class RecordRow(Base):
         UniqueConstraint("patient_id", "resource_type", "resource_id", "version"),
         Index("ix_records_status", "status"),
         Index("ix_records_resource", "patient_id", "resource_type", "resource_id"),
+        Index("ix_records_batch", "batch_id"),  # 0002: the relayer settles a batch by it
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -139,7 +140,7 @@ class ChainJobRow(Base):
     """
 
     __tablename__ = "chain_jobs"
-    __table_args__ = (Index("ix_chain_jobs_status", "status"),)
+    __table_args__ = (Index("ix_chain_jobs_status", "status"), Index("ix_chain_jobs_tx", "tx_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))  # enroll | grant | revoke | erase
@@ -156,7 +157,7 @@ class DisclosureRow(Base):
     """A disclosure, logged on chain in batches; break-glass reasons stay here only."""
 
     __tablename__ = "disclosures"
-    __table_args__ = (Index("ix_disclosures_status", "status"),)
+    __table_args__ = (Index("ix_disclosures_status", "status"), Index("ix_disclosures_tx", "tx_id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     record_id: Mapped[bytes] = mapped_column(LargeBinary(32))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import Row, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -97,6 +97,44 @@ class Records:
             select(RecordRow).where(RecordRow.status == "pending", RecordRow.batch_id.is_(None))
             .order_by(RecordRow.id).limit(limit)
         ).all()  # fmt: skip
+
+    def pending_entries(self, limit: int) -> Sequence[Row[int, str, int, bytes, bytes | None]]:
+        """(row id, patient address, category, commitment, supersedes) of the oldest records
+        waiting for a batch: only what anchoring needs, not the ciphertexts."""
+        return self.s.execute(
+            select(RecordRow.id, PatientRow.address, RecordRow.category, RecordRow.commitment,
+                   RecordRow.supersedes)
+            .join(PatientRow, PatientRow.id == RecordRow.patient_id)
+            .where(RecordRow.status == "pending", RecordRow.batch_id.is_(None))
+            .order_by(RecordRow.id).limit(limit)
+        ).all()  # fmt: skip
+
+    def assign_batch(self, batch_id: int, row_ids: Sequence[int]) -> None:
+        """Put rows into a batch at leaf indexes 0, 1, ... in the order given (one statement)."""
+        if row_ids:
+            self.s.execute(
+                update(RecordRow),
+                [{"id": row_id, "batch_id": batch_id, "leaf_index": n} for n, row_id in enumerate(row_ids)],
+            )
+
+    def mark_anchored(self, batch_id: int, at: datetime) -> int:
+        """The batch's pending rows become anchored; how many did."""
+        result = self.s.execute(
+            update(RecordRow)
+            .where(RecordRow.batch_id == batch_id, RecordRow.status == "pending")
+            .values(status="anchored", anchored_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    def release_batch(self, batch_id: int) -> None:
+        """The batch failed: its rows wait for the next one."""
+        self.s.execute(
+            update(RecordRow)
+            .where(RecordRow.batch_id == batch_id)
+            .values(batch_id=None, leaf_index=None)
+            .execution_options(synchronize_session=False)
+        )
 
     def oldest_pending_created_at(self) -> datetime | None:
         return self.s.scalar(
@@ -231,6 +269,24 @@ class ChainJobs:
 
     def by_tx(self, tx_id: int) -> Sequence[ChainJobRow]:
         return self.s.scalars(select(ChainJobRow).where(ChainJobRow.tx_id == tx_id)).all()
+
+    def by_ids(self, ids: Sequence[int]) -> Sequence[ChainJobRow]:
+        return self.s.scalars(select(ChainJobRow).where(ChainJobRow.id.in_(ids))).all()
+
+    def finished_among(self, ids: Sequence[int]) -> Sequence[int]:
+        """Which of these jobs are done or failed."""
+        return self.s.scalars(
+            select(ChainJobRow.id).where(ChainJobRow.id.in_(ids), ChainJobRow.status.in_(("done", "failed")))
+        ).all()
+
+    def pending_of_kind(self, kind: str, limit: int) -> Sequence[ChainJobRow]:
+        """The oldest pending jobs of one kind, oldest first."""
+        return self.s.scalars(
+            select(ChainJobRow)
+            .where(ChainJobRow.status == "pending", ChainJobRow.kind == kind)
+            .order_by(ChainJobRow.id)
+            .limit(limit)
+        ).all()
 
     def count_pending(self) -> int:
         return int(

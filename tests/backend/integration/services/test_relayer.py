@@ -173,3 +173,69 @@ def test_only_the_lease_holder_sends(cluster: Cluster, database_url: str) -> Non
     assert b.stats.holds_lease
     b.release()
     db.dispose()
+
+
+def _grant_job(db: Database, grant: Grant, key: bytes, domain: object) -> int:
+    payload = {"message": grant.to_json(), "signature": grant.sign(key, domain).hex()}  # type: ignore[arg-type]
+    with db.session() as s:
+        row = ChainJobs(s).add(
+            ChainJobRow(
+                kind="grant", payload=json.dumps(payload), status="pending", created_at=datetime.now(UTC)
+            )
+        )
+        return row.id
+
+
+def test_grants_go_in_one_batch_and_a_skipped_one_fails_with_its_reason(
+    cluster: Cluster, database_url: str
+) -> None:
+    db = Database(database_url)
+    relayer = _relayer(cluster, db)
+    now = int(time.time())
+    people = [Account.create() for _ in range(5)]
+    jobs = []
+    for n, p in enumerate(people):
+        deadline = now - 3600 if n == 2 else now + 600  # the third one's signature expired
+        grant = Grant(p.address, cluster.insurer.address, 1024, 4, now - 60, now + 86400, 1, deadline)
+        jobs.append(_grant_job(db, grant, p.key, cluster.ledger.consent_domain))
+    relayer.drain()
+    with db.session() as s:
+        rows = [ChainJobs(s).by_id(j) for j in jobs]
+        assert all(r is not None for r in rows)
+        done = [r for r in rows if r is not None and r.status == "done"]
+        failed = [r for r in rows if r is not None and r.status == "failed"]
+        assert [r.id for r in failed] == [jobs[2]]
+        assert "ConsentRegistryExpiredSignature" in (failed[0].error or ""), failed[0].error
+        assert len(done) == 4 and len({r.tx_id for r in done}) == 1  # one transaction for all four
+        for r, p in zip(done, [people[0], people[1], people[3], people[4]], strict=True):
+            result = json.loads(r.result or "{}")
+            assert result["index"] == 0
+            expected = cluster.ledger.consents.consent_id_of(p.address, cluster.insurer.address, 0)
+            assert result["consentId"] == "0x" + expected.hex()
+    db.dispose()
+
+
+def test_several_transactions_share_a_block_when_the_chain_mines_slowly(
+    cluster: Cluster, database_url: str
+) -> None:
+    db = Database(database_url)
+    relayer = _relayer(cluster, db, anchor_batch_max=5)
+    patient_id, _ = _enroll(cluster, db, relayer)
+    _pending_records(db, patient_id, 15)
+    w3 = cluster.ledger.w3
+    w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    try:
+        for _ in range(3):
+            assert relayer.step()  # each signs and sends the next batch without waiting
+        with db.session() as s:
+            assert len(ChainTxs(s).unsettled(relayer.sender.address)) == 3
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    relayer.drain()
+    with db.session() as s:
+        rows = Records(s).of_patient(patient_id)
+        assert {r.status for r in rows} == {"anchored"} and len(rows) == 15
+        blocks = {Batches(s).by_id(r.batch_id).block_number for r in rows if r.batch_id}  # type: ignore[union-attr]
+        assert len(blocks) == 1 and len({r.batch_id for r in rows}) == 3
+    db.dispose()
