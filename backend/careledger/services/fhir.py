@@ -17,10 +17,11 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
-from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B import get_fhir_model_class as _get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
@@ -234,6 +235,12 @@ def validate(resource: dict[str, Any]) -> None:
     _raise_if(_resource_issues(resource, resource_type))
 
 
+@lru_cache(maxsize=256)
+def get_fhir_model_class(name: str) -> Any:
+    """fhir.resources' model class lookup, memoised (it imports by name on every call)."""
+    return _get_fhir_model_class(name)
+
+
 def _raise_if(issues: list[Issue]) -> None:
     if issues:
         raise FhirInvalid(issues)
@@ -252,6 +259,7 @@ def _resource_type(resource: Any, at: str | None) -> str:
     return name
 
 
+@lru_cache(maxsize=1024)
 def _is_resource_type(name: str) -> bool:
     if name in ("Resource", "DomainResource") or not name.isalnum():
         return False
@@ -595,9 +603,17 @@ def split_transaction(bundle: dict[str, Any], *, patient: str | None = None) -> 
     entries = _transaction_entries(bundle)
     targets = {e.full_url: f"{e.resource_type}/{e.resource_id}" for e in entries if e.full_url}
     resolved = [_resolved(entry, n, targets) for n, entry in enumerate(entries)]
+    check_entries(resolved, patient=patient)
+    return resolved
+
+
+def check_entries(entries: Sequence[TransactionEntry], *, patient: str | None = None) -> None:
+    """The per-entry rules of split_transaction on entries it returned: a stored record type
+    and, when `patient` is given, about that patient alone (so a caller that learns the
+    patient from the entries validates the Bundle once, not twice)."""
     issues: list[Issue] = []
     mismatch = False
-    for n, entry in enumerate(resolved):
+    for n, entry in enumerate(entries):
         at = f"Bundle.entry[{n}].resource"
         if entry.resource_type not in CATEGORIES:
             issues.append(_unsupported_type(entry.resource_type, f"{at}.resourceType"))
@@ -609,7 +625,6 @@ def split_transaction(bundle: dict[str, Any], *, patient: str | None = None) -> 
                 issues.extend(exc.issues)
     if issues:
         raise (PatientMismatch if mismatch else FhirInvalid)(issues)
-    return resolved
 
 
 def _resolved(entry: TransactionEntry, n: int, targets: Mapping[str, str]) -> TransactionEntry:

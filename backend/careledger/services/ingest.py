@@ -69,9 +69,10 @@ Entry = tuple[str, str, dict[str, Any]]  # resource type, id, resource
 
 
 def _bundle_entries(bundle: dict[str, Any]) -> tuple[str, list[Entry]]:
-    patient_ref = _bundle_patient(fhir.split_transaction(bundle))
-    checked = fhir.split_transaction(bundle, patient=patient_ref)
-    return patient_ref, [(e.resource_type, e.resource_id, e.resource) for e in checked]
+    entries = fhir.split_transaction(bundle)
+    patient_ref = _bundle_patient(entries)
+    fhir.check_entries(entries, patient=patient_ref)
+    return patient_ref, [(e.resource_type, e.resource_id, e.resource) for e in entries]
 
 
 def _single_entry(resource: dict[str, Any]) -> tuple[str, list[Entry]]:
