@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The CareLedger package in one image: the gateway (default CMD), the CLI, the one-shot
 # deploy steps and the allowlist sync (see docker-compose.yml and docs/deploy.md).
 # Everything comes from registries at build time: npm (solc as WebAssembly, OpenZeppelin,
