@@ -54,14 +54,14 @@ pytestmark = pytest.mark.integration
 MB = 1024 * 1024
 
 
-@pytest.fixture
-def gateway_sqlite(cluster: Cluster, tmp_path: Path) -> Iterator[GatewayProcess]:
-    """Clinic A's gateway on SQLite, for refusals decided before or apart from the store (the
-    ones the store could change run on both, through gateway_a)."""
-    database_url = sqlite_url(tmp_path / "db")
-    (tmp_path / "db").mkdir()
+@pytest.fixture(scope="module")
+def gateway_sqlite(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """Clinic A's gateway on SQLite, shared by this module's refusals that are decided before or
+    apart from the store (the one the store could change runs on both, through gateway_a)."""
+    directory = tmp_path_factory.mktemp("hostile")
+    database_url = sqlite_url(directory)
     upgrade(database_url)
-    with running_gateway(cluster.devnet, cluster.clinic, dev_key(15), database_url, tmp_path / "a") as gw:
+    with running_gateway(cluster.devnet, cluster.clinic, dev_key(15), database_url, directory / "a") as gw:
         yield gw
 
 
