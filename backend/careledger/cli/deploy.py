@@ -29,7 +29,8 @@ from careledger.chain.reverts import RevertDecoder
 from careledger.chain.sender import Sender
 from careledger.cli.output import console, friendly
 from careledger.codes import MemberStatus, Role
-from careledger.errors import ChainUnavailable, ConfigurationError, KeyFileError
+from careledger.crypto.keyfile import load_private_key
+from careledger.errors import ChainUnavailable, ConfigurationError
 
 ANVIL_CHAIN_ID = 31337
 
@@ -67,23 +68,7 @@ def resolve_key(ref: str, chain_id: int) -> bytes:
             return dev_key(int(ref.removeprefix("anvil:")))
         except ValueError:
             raise ConfigurationError(f"{ref!r} is not anvil:<account number>") from None
-    return load_key_file(Path(ref))
-
-
-def load_key_file(path: Path) -> bytes:
-    """A hex private key from a file (services.gateway.load_private_key's format; not imported
-    from there because it pulls in the store, and these one-shot steps start often)."""
-    try:
-        text = path.read_text().strip()
-    except OSError as exc:
-        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
-    try:
-        key = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        raise KeyFileError(f"{path} does not hold a hex-encoded private key") from None
-    if len(key) != 32:
-        raise KeyFileError(f"{path} does not hold a 32-byte private key")
-    return key
+    return load_private_key(Path(ref))
 
 
 def address_of(ref: str, chain_id: int) -> str:

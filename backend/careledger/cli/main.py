@@ -13,8 +13,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from careledger.cli.allowlist import app as allowlist_app
 from careledger.cli.audit import app as audit_app
 from careledger.cli.council import app as council_app
+from careledger.cli.deploy import app as deploy_app
 from careledger.cli.dev import dev
 from careledger.cli.gateway import app as gateway_app
 from careledger.cli.output import console, friendly
@@ -32,6 +34,8 @@ app.add_typer(council_app, name="council")
 app.add_typer(records_app, name="records")
 app.add_typer(enrollments_app, name="enrollments")
 app.add_typer(patient_app, name="patient")
+app.add_typer(deploy_app, name="deploy")
+app.add_typer(allowlist_app, name="allowlist")
 app.command("dev")(dev)
 
 
