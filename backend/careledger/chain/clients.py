@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from eth_abi.abi import encode as abi_encode
 from eth_account import Account
@@ -15,7 +19,7 @@ from web3.contract import Contract
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
-from web3.types import RPCEndpoint, TxReceipt
+from web3.types import TxReceipt
 
 from careledger import errors
 from careledger.chain import merkle
@@ -705,9 +709,10 @@ class AccessLogClient(_ContractClient):
 class Ledger:
     """The four contracts of one deployment on one chain."""
 
-    def __init__(self, w3: Web3, deployment: Deployment) -> None:
+    def __init__(self, w3: Web3, deployment: Deployment, *, rpc_timeout: float = 10.0) -> None:
         self.w3 = w3
         self.deployment = deployment
+        self.rpc_timeout = rpc_timeout
         self.decoder = RevertDecoder(c.abi for c in deployment.contracts.values())
         self.members = MemberRegistryClient(self)
         self.consents = ConsentRegistryClient(self)
@@ -723,7 +728,7 @@ class Ledger:
     def connect(cls, rpc_url: str, deployment: Deployment, *, timeout: float = 10.0) -> Ledger:
         w3 = connect(rpc_url, timeout=timeout)
         deployment.check_chain(w3)
-        return cls(w3, deployment)
+        return cls(w3, deployment, rpc_timeout=timeout)
 
     def sender(self, private_key: bytes | str) -> Sender:
         return Sender(self.w3, Account.from_key(private_key), self.decoder)
@@ -780,8 +785,13 @@ class HeadWatcher:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._fetching = False
+        self._completed_started = float("-inf")
         self._head: Head | None = None
         self.generation = 0
+        self._endpoint = urlsplit(str(getattr(ledger.w3.provider, "endpoint_uri", "")))
+        self._local = threading.local()
         self.consents: dict[tuple[str, str, int, int], _Permit] = {}
         self.signers: dict[str, tuple[str | None, Role]] = {}
         self.statuses: dict[str, MemberStatus] = {}
@@ -790,18 +800,40 @@ class HeadWatcher:
         self._revoked_topic = "0x" + keccak(text="ConsentRevoked(bytes32,address,address,address)").hex()
 
     def head(self) -> Head:
-        number = int(self._rpc("eth_blockNumber", []), 16)
-        with self._lock:
+        """The head as the chain has it now: read by an eth_blockNumber sent after this call
+        began — its own, or one another thread sent meanwhile (concurrent callers share it).
+        The new blocks' events are applied to the caches before the head is handed out."""
+        arrived = time.monotonic()
+        with self._cond:
+            while True:
+                if self._head is not None and self._completed_started >= arrived:
+                    return self._head
+                if not self._fetching:
+                    self._fetching = True
+                    break
+                self._cond.wait()
+        started, ok = time.monotonic(), False
+        try:
+            number = int(self._rpc("eth_blockNumber", []), 16)
             current = self._head
-            if current is not None and number <= current.number:
-                return current  # another thread already moved on: its view is newer
-            if current is None:
-                self._clear()
-            else:
-                self._apply(current.number + 1, number)
-            block = self._rpc("eth_getBlockByNumber", [hex(number), False])
-            self._head = Head(number, int(block["timestamp"], 16), self.generation)
-            return self._head
+            if current is None or number > current.number:
+                if current is None:
+                    with self._lock:
+                        self._clear()
+                else:
+                    self._apply(current.number + 1, number)
+                block = self._rpc("eth_getBlockByNumber", [hex(number), False])
+                with self._lock:
+                    self._head = Head(number, int(block["timestamp"], 16), self.generation)
+            ok = True
+        finally:
+            with self._cond:
+                self._fetching = False
+                if ok:
+                    self._completed_started = started
+                self._cond.notify_all()
+        assert self._head is not None
+        return self._head
 
     def remember(self, cache: dict[Any, Any], key: Any, value: Any, head: Head) -> None:
         """Cache `value`, computed at `head`, unless an invalidation came since."""
@@ -821,12 +853,13 @@ class HeadWatcher:
         )
         members = any(str(e["address"]).lower() == self._member_registry for e in logs)
         if revoked or members:
-            self.generation += 1
-            if revoked:
-                self.consents.clear()
-            if members:
-                self.signers.clear()
-                self.statuses.clear()
+            with self._lock:
+                self.generation += 1
+                if revoked:
+                    self.consents.clear()
+                if members:
+                    self.signers.clear()
+                    self.statuses.clear()
 
     def _clear(self) -> None:
         self.generation += 1
@@ -835,10 +868,28 @@ class HeadWatcher:
         self.statuses.clear()
 
     def _rpc(self, method: str, params: list[Any]) -> Any:
-        try:
-            answer = self.ledger.w3.provider.make_request(RPCEndpoint(method), params)
-        except (OSError, ConnectionError) as exc:
-            raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
+        """One JSON-RPC call on this thread's keep-alive connection (web3's request stack
+        costs several times the call itself, and this runs for every request served)."""
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        for attempt in range(2):
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                kind = (
+                    http.client.HTTPSConnection
+                    if self._endpoint.scheme == "https"
+                    else http.client.HTTPConnection
+                )
+                conn = self._local.conn = kind(self._endpoint.netloc, timeout=self.ledger.rpc_timeout)
+            try:
+                conn.request("POST", self._endpoint.path or "/", body, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                answer = json.loads(response.read())
+                break
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                conn.close()
+                self._local.conn = None
+                if attempt:
+                    raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
         if "error" in answer:
             raise errors.ChainUnavailable(f"{method}: {answer['error']}")
         return answer["result"]

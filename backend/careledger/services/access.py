@@ -16,7 +16,7 @@ from careledger.services import keys
 from careledger.services.gateway import Gateway
 from careledger.services.requests import Principal
 from careledger.store.models import DisclosureRow, PatientRow, RecordRow
-from careledger.store.repositories import Disclosures, Patients, Records
+from careledger.store.repositories import Disclosures, Records
 
 REASON_HEADER = "careledger-break-glass-reason"
 ACTOR_HEADER = "careledger-acting-user"
@@ -45,13 +45,12 @@ class Disclosed:
 def read_record(gw: Gateway, principal: Principal, record_id: bytes, purpose: Purpose) -> Disclosed:
     """Decide, decrypt, and queue the disclosure for the access log."""
     with gw.db.session() as s:
-        row = Records(s).by_record_id(record_id)
-        if row is None:
+        found = Records(s).with_patient(record_id)
+        if found is None:
             raise errors.NotFound("no such record at this custodian")
+        row, patient = found
         if row.status == "erased":
             raise errors.Gone("this record was erased at its patient's request")
-        patient = Patients(s).by_id(row.patient_id)
-        assert patient is not None
         if principal.keyid == patient.address:  # patients always read their own records
             return _open(gw, row, patient, None, None, break_glass=False)
         if row.status != "anchored":

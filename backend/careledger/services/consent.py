@@ -135,7 +135,7 @@ class _JobWaiter:
                 try:
                     with self.gw.db.session() as s:
                         finished = ChainJobs(s).finished_among(ids)
-                except Exception:  # the store is away: the waiters time out and answer from job_status
+                except Exception:  # noqa: BLE001 - the store is away: waiters time out, answer from job_status
                     finished = []
                 with self._lock:
                     for job_id in finished:

@@ -114,21 +114,27 @@ def _store(
                 f"{patient_ref} is not enrolled at this custodian: enroll the patient first"
             )
         kek = sealing_key(gw, s)
-        return [_store_version(gw, kek, Records(s), patient, t, i, r) for t, i, r in entries]
+        records = Records(s)
+        latest = records.latest_of(patient.id, [(t, i) for t, i, _ in entries])
+        new: list[RecordRow] = []
+        results = [_store_version(gw, kek, latest.get((t, i)), new, patient, t, i, r) for t, i, r in entries]
+        records.add_many(new)
+        return results
 
 
 def _store_version(
     gw: Gateway,
     kek: KeyRing,
-    records: Records,
+    latest: RecordRow | None,
+    new: list[RecordRow],
     patient: PatientRow,
     resource_type: str,
     resource_id: str,
     resource: dict[str, Any],
 ) -> fhir.EntryResult:
+    """One entry: unchanged, or a new version appended to `new` (stored by the caller)."""
     content = fhir.canonical_json(resource)
     key = record_key(gw.custodian, patient.address, resource_type, resource_id)
-    latest = records.latest(patient.id, resource_type, resource_id)
     if latest is not None:
         if latest.status == "erased":
             raise errors.Conflict(f"{resource_type}/{resource_id} was erased at the patient's request")
@@ -150,7 +156,7 @@ def _store_version(
     ciphertext_sha256 = sha256(sealed.ciphertext)
     commitment = commitment_from_digests(salt, sha256(content), ciphertext_sha256)
     record_id = record_id_of(gw.custodian, patient.address, commitment)
-    records.add(
+    new.append(
         RecordRow(
             record_id=record_id,
             patient_id=patient.id,

@@ -59,6 +59,35 @@ class Records:
     def by_record_id(self, record_id: bytes) -> RecordRow | None:
         return self.s.scalar(select(RecordRow).where(RecordRow.record_id == record_id))
 
+    def with_patient(self, record_id: bytes) -> tuple[RecordRow, PatientRow] | None:
+        """A record and its patient, in one query."""
+        row = self.s.execute(
+            select(RecordRow, PatientRow)
+            .join(PatientRow, PatientRow.id == RecordRow.patient_id)
+            .where(RecordRow.record_id == record_id)
+        ).first()
+        return None if row is None else (row[0], row[1])
+
+    def latest_of(self, patient_id: int, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RecordRow]:
+        """The latest version of each (resource type, id) of a patient that has one, in one query."""
+        wanted = set(keys)
+        found: dict[tuple[str, str], RecordRow] = {}
+        rows = self.s.scalars(
+            select(RecordRow).where(
+                RecordRow.patient_id == patient_id, RecordRow.resource_id.in_({i for _, i in wanted})
+            )
+        )
+        for row in rows:
+            key = (row.resource_type, row.resource_id)
+            if key in wanted and (key not in found or row.version > found[key].version):
+                found[key] = row
+        return found
+
+    def add_many(self, rows: Sequence[RecordRow]) -> None:
+        """Insert rows in one flush (the driver batches them)."""
+        self.s.add_all(rows)
+        self.s.flush()
+
     def latest(self, patient_id: int, resource_type: str, resource_id: str) -> RecordRow | None:
         return self.s.scalar(
             select(RecordRow)
