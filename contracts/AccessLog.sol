@@ -23,8 +23,10 @@ contract AccessLog is IAccessLog {
     uint128 private _batchCount;
     uint128 private _entryCount;
 
-    /// @param maxCheckLag_ Most blocks between a consent check and its log entry, which bounds
-    /// how far a log can be back-dated around a revocation.
+    /// @param maxCheckLag_ Most blocks between a consent check and its log entry for the entry to
+    /// count as prompt. Later entries are still recorded (a disclosure that happened must not
+    /// go missing from the patient's accounting because a gateway was down for a while), and
+    /// audits flag them as late: past the lag, the checked block is only the gateway's word.
     constructor(IMemberRegistry memberRegistry_, uint256 maxCheckLag_) {
         _memberRegistry = memberRegistry_;
         _maxCheckLag = maxCheckLag_;
@@ -36,7 +38,7 @@ contract AccessLog is IAccessLog {
         if (custodian == address(0) || role != Role.CLINIC) revert AccessLogNotActiveMember(msg.sender);
         uint256 count = entries.length;
         if (count == 0 || count > MAX_BATCH_SIZE) revert AccessLogInvalidBatchSize(count);
-        _logEntries(entries, _maxCheckLag);
+        _logEntries(entries);
         batchId = _logBatch(custodian, count);
     }
 
@@ -67,14 +69,14 @@ contract AccessLog is IAccessLog {
 
     /// @dev The hot loop of logging, in assembly: per entry it reads six calldata words,
     /// checks them and logs, in one scratch area past the free-memory pointer (not moved).
-    function _logEntries(Disclosure[] calldata entries, uint256 lag) private {
+    function _logEntries(Disclosure[] calldata entries) private {
         assembly ("memory-safe") {
             let m := mload(0x40)
             let src := entries.offset
             for { let end := add(src, mul(entries.length, 0xc0)) } lt(src, end) { src := add(src, 0xc0) } {
                 let meta := calldataload(add(src, 0x20))
                 let checked := and(shr(160, meta), 0xffffffffffffffff)
-                if or(gt(checked, number()), gt(sub(number(), checked), lag)) {
+                if gt(checked, number()) {
                     mstore(0x00, shl(224, STALE_CHECK_SELECTOR))
                     mstore(0x04, checked)
                     mstore(0x24, number())

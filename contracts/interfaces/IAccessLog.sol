@@ -13,9 +13,9 @@ interface IAccessLog {
     /// @dev Calldata is what a log entry mostly costs (EIP-7623 prices a non-zero byte at up to
     /// 40 gas), hence `meta` packs four small fields into one word (see DisclosureMeta):
     /// bits 0-159 requester, the key that signed the request (an active member's EOA admin or
-    /// signer key); bits 160-223 checkedBlock, the block at which consent was checked (must be
-    /// within maxCheckLag blocks); bits 224-231 purpose (Codes.sol); bit 232 breakGlass; the
-    /// other bits zero.
+    /// signer key); bits 160-223 checkedBlock, the block at which consent was checked (not after
+    /// the block that logs it; more than maxCheckLag blocks before it, and audits flag the entry
+    /// as late); bits 224-231 purpose (Codes.sol); bit 232 breakGlass; the other bits zero.
     /// @param basis The permitting consent's id or, for break-glass, keccak256 of the reason text (kept off-chain).
     /// @param requestHash EIP-191 (0x45) hash of the request's RFC 9421 signature base: what the requester signed.
     /// @param sigR The requester's 65-byte signature r‖s‖v over requestHash, in EIP-2098 compact
@@ -50,7 +50,7 @@ interface IAccessLog {
     error AccessLogNotActiveMember(address sender);
     /// @notice Thrown for an empty batch or one above the size limit.
     error AccessLogInvalidBatchSize(uint256 count);
-    /// @notice Thrown when consent was checked in the future or more than maxCheckLag blocks ago.
+    /// @notice Thrown when consent was "checked" at a block after the one that logs it.
     error AccessLogStaleCheck(uint64 checkedBlock, uint256 currentBlock);
     /// @notice Thrown for an unknown purpose, a break-glass entry with a purpose other than ETREAT or BTG,
     /// an entry without its basis (consent id or reason hash), signature or requester, or
@@ -61,7 +61,8 @@ interface IAccessLog {
     /// @return batchId The batch's id.
     function log(Disclosure[] calldata entries) external returns (uint256 batchId);
 
-    /// @notice Most blocks between a consent check and its log entry.
+    /// @notice Most blocks between a consent check and its log entry for the entry to be prompt;
+    /// later entries are recorded too, and audits flag them as late.
     function maxCheckLag() external view returns (uint256);
 
     /// @notice Most entries one batch may carry.

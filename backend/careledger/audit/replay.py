@@ -366,6 +366,16 @@ class Replay:
                     record_id=d.record_id,
                     member=custodian,
                 )
+            if e.block - d.checked_block > self.deployment.max_check_lag:
+                self._find(
+                    "disclosure-logged-late",
+                    Severity.MEDIUM,
+                    f"logged {e.block - d.checked_block} blocks after its consent check (prompt is within "
+                    f"{self.deployment.max_check_lag}): past that, the checked block is the gateway's word",
+                    e,
+                    record_id=d.record_id,
+                    member=custodian,
+                )
             if d.member is None or not self._active(d.member):
                 self._find(
                     "disclosure-to-non-member",

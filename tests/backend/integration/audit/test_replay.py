@@ -96,7 +96,12 @@ def net() -> Iterator[Net]:
 
 
 def _disclose(
-    net: Net, *, basis: bytes, signer: LocalAccount | None = None, requester: str | None = None
+    net: Net,
+    *,
+    basis: bytes,
+    signer: LocalAccount | None = None,
+    requester: str | None = None,
+    checked: int | None = None,
 ) -> None:
     ledger = net.devnet.ledger
     request_hash = keccak(os.urandom(32))
@@ -106,7 +111,7 @@ def _disclose(
         requester or net.insurer_signer.address,
         int(Purpose.HPAYMT),
         False,
-        ledger.block_number(),
+        ledger.block_number() if checked is None else checked,
         basis,
         request_hash,
         signature,
@@ -152,6 +157,16 @@ def test_disclosure_after_revocation_is_found(net: Net) -> None:
     )
     _disclose(net, basis=net.consent_id)
     assert _codes(net) == ["disclosure-after-revocation"]
+
+
+def test_disclosure_logged_past_the_lag_is_recorded_and_flagged_late(net: Net) -> None:
+    ledger, lag = net.devnet.ledger, net.devnet.deployment.max_check_lag
+    checked = ledger.block_number()
+    ledger.w3.provider.make_request("anvil_mine", [hex(lag + 5)])  # type: ignore[arg-type]
+    _disclose(net, basis=net.consent_id, checked=checked)  # a gateway back after an outage
+    report = replay(net.devnet.anvil.url, net.devnet.deployment, ledger=ledger)
+    assert [(f.code, f.severity.value) for f in report.findings] == [("disclosure-logged-late", "medium")]
+    assert len(report.disclosures) == 1  # the patient's accounting has it
 
 
 def test_disclosure_to_a_non_member_is_found(net: Net) -> None:

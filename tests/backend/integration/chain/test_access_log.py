@@ -48,15 +48,18 @@ def test_logged_entry_lets_anyone_recover_the_requester(cluster: Cluster) -> Non
     assert Account._recover_hash(bytes(args["requestHash"]), signature=signature) == entry.requester
 
 
-def test_stale_consent_check_is_refused(cluster: Cluster) -> None:
+def test_a_late_entry_is_recorded_and_a_future_one_refused(cluster: Cluster) -> None:
     ledger = cluster.ledger
     lag = ledger.access.max_check_lag()
     head = ledger.block_number()
     if head <= lag + 1:
         ledger.w3.provider.make_request("anvil_mine", [hex(lag + 2)])  # type: ignore[arg-type]
         head = ledger.block_number()
+    before = ledger.access.entry_count()
+    ledger.access.log(cluster.clinic_relayer, [_entry(cluster, head - lag - 1)])  # audits flag it late
+    assert ledger.access.entry_count() == before + 1
     with pytest.raises(errors.StaleConsentCheck):
-        ledger.access.log(cluster.clinic_relayer, [_entry(cluster, head - lag - 1)])
+        ledger.access.log(cluster.clinic_relayer, [_entry(cluster, ledger.block_number() + 5)])
 
 
 def test_break_glass_needs_emergency_purpose(cluster: Cluster) -> None:

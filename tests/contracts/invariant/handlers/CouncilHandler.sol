@@ -301,6 +301,10 @@ contract CouncilHandler is CommonBase, StdCheats, StdUtils {
         } else if (p.action == IMemberRegistry.Action.REMOVE_SEAT) {
             modelSeat[p.subject] = false;
             modelSeatCount--;
+            // the registry forgets a removed seat's votes (seating epochs): so does the model
+            for (uint256 i = 0; i < modelProposals; ++i) {
+                modelVoted[i][p.subject] = false;
+            }
         } else {
             modelThreshold = p.value;
         }
