@@ -113,7 +113,9 @@ def test_every_refusal_is_one_line_and_non_zero(cli: Any, cluster: Cluster, tmp_
         "not anchored on chain",
     )
     one_line_error(
-        cli("records", "get", bogus, "--purpose", "TREAT", "--key-file", str(tmp_path / "missing.key"), code=1),
+        cli(
+            "records", "get", bogus, "--purpose", "TREAT", "--key-file", str(tmp_path / "missing.key"), code=1
+        ),
         "cannot read key file",
     )
     notjson = tmp_path / "note.txt"

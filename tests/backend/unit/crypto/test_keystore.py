@@ -36,7 +36,9 @@ def test_pseudonyms_differ_by_custodian_generation_and_chain_and_are_stable() ->
     okm = t1 + hmac.new(prk, t1 + info + b"\x02", hashlib.sha256).digest()[:16]
     expected = int.from_bytes(okm, "big") % (SECP256K1_N - 1) + 1
     assert derive_pseudonym_key(SEED, 31337, CLINIC_A, 1) == expected.to_bytes(32, "big")
-    assert Account.from_key(expected.to_bytes(32, "big")).address == "0xB928Ac36C670C1ddDb76FA2F4B35301fbd26C411"
+    assert (
+        Account.from_key(expected.to_bytes(32, "big")).address == "0xB928Ac36C670C1ddDb76FA2F4B35301fbd26C411"
+    )
 
 
 def test_a_keystore_round_trips_and_never_holds_the_seed_in_clear(tmp_path: Path) -> None:
