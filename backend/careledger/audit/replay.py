@@ -80,6 +80,7 @@ class Replay:
         self.enrolled: set[tuple[str, str]] = set()  # (patient, custodian)
         self.erasures: list[tuple[str, str, int]] = []  # (record, tx, block): signatures checked later
         self._tx = _Tx()
+        self._logged_requests: set[str] = set()  # request hashes already in the access log
         self._first_tx: str | None = None
         self._handlers: dict[str, Callable[[Event], None]] = {
             name[3:]: getattr(self, name) for name in dir(self) if name.startswith("on_")
@@ -366,6 +367,16 @@ class Replay:
                     record_id=d.record_id,
                     member=custodian,
                 )
+            if d.request_hash in self._logged_requests:
+                self._find(
+                    "disclosure-logged-twice",
+                    Severity.MEDIUM,
+                    "the same signed request is logged again: the accounting would count one read twice",
+                    e,
+                    record_id=d.record_id,
+                    member=custodian,
+                )
+            self._logged_requests.add(d.request_hash)
             if e.block - d.checked_block > self.deployment.max_check_lag:
                 self._find(
                     "disclosure-logged-late",

@@ -169,6 +169,25 @@ def test_disclosure_logged_past_the_lag_is_recorded_and_flagged_late(net: Net) -
     assert len(report.disclosures) == 1  # the patient's accounting has it
 
 
+def test_a_disclosure_logged_twice_is_found(net: Net) -> None:
+    ledger = net.devnet.ledger
+    request_hash = keccak(os.urandom(32))
+    signature = bytes(Account.unsafe_sign_hash(request_hash, net.insurer_signer.key).signature)
+    entry = Disclosure(
+        net.claim,
+        net.insurer_signer.address,
+        int(Purpose.HPAYMT),
+        False,
+        ledger.block_number(),
+        net.consent_id,
+        request_hash,
+        signature,
+    )
+    ledger.access.log(net.relayer, [entry])
+    ledger.access.log(net.relayer, [entry])  # a relayer that re-sends what was mined
+    assert _codes(net) == ["disclosure-logged-twice"]
+
+
 def test_disclosure_to_a_non_member_is_found(net: Net) -> None:
     stranger = Account.create()
     _disclose(net, basis=net.consent_id, signer=stranger, requester=stranger.address)
