@@ -429,7 +429,8 @@ class Relayer:
             ).leaf()
             for e in entries
         ]
-        signed = self.sender.sign("RecordRegistry", self.ledger.records.anchor_call(entries))
+        registry = self.ledger.records
+        signed = self.sender.sign_data("RecordRegistry", registry.address, registry.anchor_data(entries))
 
         def attach(s: Session, tx_id: int) -> None:
             batch = Batches(s).add(
@@ -481,7 +482,9 @@ class Relayer:
                 return True
             ids = [d.id for d in pending]
             entries = [_disclosure(d) for d in pending]
-        signed = self.sender.sign("AccessLog", self.ledger.access.log_call(entries))
+        signed = self.sender.sign_data(
+            "AccessLog", self.ledger.access.address, self.ledger.access.log_data(entries)
+        )
 
         def attach(s: Session, tx_id: int) -> None:
             for row in Disclosures(s).by_ids(ids):
