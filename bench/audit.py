@@ -92,6 +92,25 @@ def build_history(
     return {"patients": patients, "records": anchor_batches * per_batch, "disclosures": log_batches * per_log}
 
 
+def web3_baseline(devnet: Devnet, at_least: int) -> dict[str, Any]:
+    """The naive reader: web3.py's get_logs with its per-event ABI decoding, over the first
+    blocks of the same history until `at_least` events are decoded."""
+    ledger = devnet.ledger
+    contracts = [ledger.records.contract, ledger.access.contract, ledger.consents.contract]
+    head = ledger.block_number()
+    start = ledger.deployment.deployment_block
+    events, began = 0, time.perf_counter()
+    while events < at_least and start <= head:
+        end = min(head, start + 19)
+        for contract in contracts:
+            for event in contract.all_events():
+                events += len(event.get_logs(from_block=start, to_block=end))
+        start = end + 1
+    elapsed = time.perf_counter() - began
+    return {"events_per_s": round(events / elapsed) if elapsed else 0, "events": events,
+            "seconds": round(elapsed, 3), "how": "web3.py Contract.events.<Event>.get_logs"}  # fmt: skip
+
+
 def _disclosures(
     ledger: Ledger,
     key: PrivateKey,
@@ -143,8 +162,11 @@ def run(*, small: bool, out: Path) -> dict[str, Any]:
         written = build_history(devnet, **sizes)
         setup_s = time.perf_counter() - started
         report = replay(devnet.anvil.url, devnet.deployment, ledger=devnet.ledger)
+        baseline = web3_baseline(devnet, 1_000 if small else 10_000)
         result = {
             "replay_events_per_s": round(events_per_second(report)),
+            "baseline_events_per_s": baseline["events_per_s"],
+            "baseline": baseline,
             "events": report.events,
             "replay_s": round(report.timings["replay_s"], 3),
             "cross_check_s": round(report.timings["cross_check_s"], 3),
