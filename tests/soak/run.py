@@ -264,7 +264,28 @@ def soak(
     _drain(gateways)
     stop.set()
     sampler.join()
-    return _check(cluster, tally, rss, elapsed)
+    return _check(cluster, tally, rss, elapsed) | {"stores": [_store_facts(g) for g in gateways]}
+
+
+def _store_facts(gateway: GatewayProcess) -> dict[str, Any]:
+    """What a gateway's own database says: rows per status, and any disclosure stored twice."""
+    url = gateway.env["CARELEDGER_DATABASE_URL"]
+    queries = {
+        "disclosures": "SELECT status, COUNT(*) FROM disclosures GROUP BY status",
+        "records": "SELECT status, COUNT(*) FROM records GROUP BY status",
+        "chain_txs": "SELECT purpose || ':' || status, COUNT(*) FROM chain_txs GROUP BY purpose, status",
+        "disclosures_stored_twice": "SELECT COUNT(*), 0 FROM (SELECT request_hash FROM disclosures "
+        "GROUP BY request_hash HAVING COUNT(*) > 1) AS twice",
+    }
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            return {name: dict(db.execute(q).fetchall()) for name, q in queries.items()}
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as db:
+        return {name: {str(k): v for k, v in db.execute(q).fetchall()} for name, q in queries.items()}
 
 
 def _failed(tally: Tally, what: str) -> None:
@@ -344,9 +365,12 @@ def _check(cluster: Cluster, tally: Tally, rss: list[float], elapsed: float) -> 
         "reads_by_times_logged": dict(logs),
         "sample_unanchored": next((r for r in tally.accepted if anchored[r] != 1), None),
         "sample_logged_twice": [
-            {"block": d.block, "tx": d.tx_hash, "checkedBlock": d.checked_block}
+            {"block": d.block, "tx": d.tx_hash, "checked": d.checked_block, "requestHash": d.request_hash}
             for d in report.disclosures
             if logged[d.signature.lower()[:66]] > 1
+        ][:6],
+        "sample_anchored_twice": [
+            {"block": r.block, "tx": r.tx_hash} for r in report.records.values() if anchored[r.record_id] > 1
         ][:6],
         "findings": [f.to_json() for f in report.findings],
         "errors": tally.errors[:20],

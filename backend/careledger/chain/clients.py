@@ -501,7 +501,13 @@ class ConsentRegistryClient(_ContractClient):
         watcher = self.ledger.watcher
         key = (patient.lower(), grantee.lower(), category, purpose)
         hit = watcher.consents.get(key)
-        if hit is not None and hit.valid_from <= head.timestamp < hit.valid_until:
+        # Only at or after the block it was learned at: a reader holding an older head may not
+        # see a consent granted since (the soak caught one "checked before it was granted").
+        if (
+            hit is not None
+            and head.number >= hit.learned_at
+            and hit.valid_from <= head.timestamp < hit.valid_until
+        ):
             return hit.consent_id
         consent_id = self.is_permitted(patient, grantee, category, purpose, block=head.number)
         if consent_id is None:
@@ -511,7 +517,10 @@ class ConsentRegistryClient(_ContractClient):
             stored = self.get_consent(patient, grantee, index, block=head.number)
             if not stored.revoked:
                 watcher.remember(
-                    watcher.consents, key, _Permit(consent_id, stored.valid_from, stored.valid_until), head
+                    watcher.consents,
+                    key,
+                    _Permit(consent_id, stored.valid_from, stored.valid_until, head.number),
+                    head,
                 )
         return consent_id
 
@@ -825,6 +834,7 @@ class _Permit(NamedTuple):
     consent_id: bytes
     valid_from: int
     valid_until: int
+    learned_at: int  # the head block it was read at
 
 
 MAX_CONSENTS_PER_PAIR = 64

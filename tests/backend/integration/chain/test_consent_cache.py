@@ -78,6 +78,24 @@ def test_cached_consent_is_dropped_at_its_revocation_block(cluster: Cluster, pat
     assert ledger.consents.is_permitted(*args, block=revoked.block_number - 1) == receipt.consent_id
 
 
+def test_cached_consent_is_not_seen_from_a_head_older_than_its_grant(
+    cluster: Cluster, patient: LocalAccount
+) -> None:
+    """A reader may hold a head from before a grant while another caches the consent at a
+    newer head: the older head must not answer with it (the soak caught one such read,
+    logged as checked before its consent was granted)."""
+    ledger = cluster.ledger
+    before = ledger.head()
+    grant = _grant(cluster, patient)
+    consent_id = ledger.consents.grant_by_sig(
+        cluster.clinic_relayer, grant, grant.sign(patient.key, ledger.consent_domain)
+    ).consent_id
+    args = (patient.address, cluster.insurer.address, int(Category.CLAIMS), int(Purpose.HPAYMT))
+    assert ledger.consents.permitted(*args, ledger.head()) == consent_id  # cached now
+    stale = before._replace(generation=ledger.head().generation)  # same cache generation, older block
+    assert ledger.consents.permitted(*args, stale) is None
+
+
 def test_cached_consent_is_used_only_inside_its_window(cluster: Cluster, patient: LocalAccount) -> None:
     ledger = cluster.ledger
     now = int(time.time())
