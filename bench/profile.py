@@ -77,7 +77,7 @@ def _call(gw: Any, p: Prepared) -> Any:
 
 def run(work: Path, results: Path, *, small: bool = False) -> dict[str, Any]:
     sizes = scenarios.SMOKE if small else scenarios.Sizes()
-    reads, bundles = (50, 3) if small else (600, 20)
+    reads, bundles = (50, 3) if small else (400, 12)
     out: dict[str, Any] = {}
     with harness.cell(AUTOMINE, "sqlite", work) as c:
         harness.enroll_patients(c, 2)

@@ -29,6 +29,13 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _half(read: dict[str, Any]) -> str:
+    half = read.get("open_half")
+    if not half:
+        return ""
+    return f"{_fmt(half['p50_ms'])} / {_fmt(half['p99_ms'])} ({half['rate']:g}/s)"
+
+
 def charts(img: Path, files: dict[str, Any], cells: dict[str, Any], audit: dict[str, Any]) -> list[str]:
     img.mkdir(parents=True, exist_ok=True)
     names = []
@@ -120,6 +127,9 @@ def write(
         "",
         f"- Measured {ingest['measured_at']} on {m['cores']} cores ({m['cpu']}), "
         f"{m['memory_gb']} GB, {m['os']}; the whole run took {total_s / 60:.1f} min.",
+        f"- Load average (1, 5, 15 min) at the start {ingest.get('load_average_at_start')}, at the end "
+        f"{ingest.get('load_average_at_end')} (the run itself keeps about 2-3 tasks runnable; "
+        "more is other work).",
         "- anvil, the gateway(s) and the load generator share those cores. Versions: "
         + ", ".join(f"{k} {val}" for k, val in v.items())
         + ".",
@@ -163,8 +173,9 @@ def write(
         "closer to a production QBFT network (a transaction waits for the next block).",
         "",
         "| cell | ingest rec/s (Bundles) | p99 → anchored | singles rec/s | baseline rec/s | reads/s | "
-        "p50 / p99 ms at rate | baseline reads/s | grants/s | baseline grants/s | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"p50 / p99 ms at {read['offered_reads_per_s']:g}/s | p50 / p99 ms at ½ reads/s | baseline reads/s | "
+        "grants/s | baseline grants/s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, c in cells.items():
         lines.append(
@@ -173,6 +184,7 @@ def write(
             f"{_fmt(c['ingest']['singles']['records_per_s'])} | "
             f"{_fmt(c['ingest_baseline']['records_per_s'])} | {_fmt(c['read']['closed']['reads_per_s'])} | "
             f"{_fmt(c['read']['open']['p50_ms'])} / {_fmt(c['read']['open']['p99_ms'])} | "
+            f"{_half(c['read'])} | "
             f"{_fmt(c['read_baseline']['reads_per_s'])} | {_fmt(c['consent']['grants_per_s'])} | "
             f"{_fmt(c['consent_baseline']['grants_per_s'])} | {_fmt(c['read']['gateway_peak_rss_mb'])} |"
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -154,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args.docs.parent.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
         "machine": harness.machine(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "mining": "automine (headline); every cell also in 'cells', incl. --block-time 1",
         "database": "sqlite (headline); postgresql in 'cells'",
@@ -203,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     files = {n: json.loads((args.results / f"{n}.json").read_text()) for n in ("ingest", "read", "consent")}
     for name, body in files.items():  # the whole run's duration, for the report
         body["run_s"] = round(time.perf_counter() - started, 1)
+        body["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         (args.results / f"{name}.json").write_text(json.dumps(body, indent=2) + "\n")
     report.write(args.docs, files, cells, audit, gas, profile, TARGETS, total_s=time.perf_counter() - started)
     log(f"wrote {args.docs} and its charts; total {time.perf_counter() - started:.0f} s")

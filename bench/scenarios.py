@@ -48,18 +48,18 @@ class Sizes:
     patients: int = 8
     bundle_size: int = 50
     bundle_clients: int = 4
-    bundle_seconds: float = 5.0
+    bundle_seconds: float = 4.0
     bundles_max: int = 400
     single_clients: int = 8
-    single_seconds: float = 2.5
-    grants: int = 600
+    single_seconds: float = 2.0
+    grants: int = 500
     grant_clients: int = 96
-    grant_seconds: float = 10.0
+    grant_seconds: float = 8.0
     read_clients: int = 32
-    read_seconds: float = 5.0
+    read_seconds: float = 4.0
     read_rate: float = 400.0
-    open_seconds: float = 4.0
-    baseline_seconds: float = 2.5
+    open_seconds: float = 3.0
+    baseline_seconds: float = 2.0
     anchor_timeout: float = 30.0
 
 
@@ -67,18 +67,18 @@ SMOKE = Sizes(
     patients=2,
     bundle_size=5,
     bundle_clients=2,
-    bundle_seconds=1.0,
+    bundle_seconds=0.5,
     bundles_max=4,
     single_clients=2,
-    single_seconds=0.5,
+    single_seconds=0.3,
     grants=6,
     grant_clients=6,
     grant_seconds=10.0,
     read_clients=2,
-    read_seconds=1.0,
+    read_seconds=0.5,
     read_rate=20.0,
-    open_seconds=1.0,
-    baseline_seconds=0.5,
+    open_seconds=0.5,
+    baseline_seconds=0.3,
     anchor_timeout=30.0,
 )
 
@@ -319,6 +319,17 @@ def read(c: Cell, sizes: Sizes) -> dict[str, Any]:
         outcomes = open_loop(planned, sizes.read_rate)
         ok = [o for o in outcomes if o.status == 200]
         logged, _ = _logged_since(c, started, len(ok), grace=3.0)
+        # and at half the throughput just measured: the latency when the gateway keeps up
+        half_rate = max(5.0, round(closed["reads_per_s"] / 2, 1))
+        half = open_loop(_read_requests(c, record_ids, int(half_rate * sizes.open_seconds)), half_rate)
+        half_ok = [o for o in half if o.status == 200]
+        at_half = {
+            "rate": half_rate,
+            "sent": len(half),
+            "answered": len(half_ok),
+            "p50_ms": round(percentile([o.latency for o in half], 50) * 1000, 2),
+            "p99_ms": round(percentile([o.latency for o in half], 99) * 1000, 2),
+        }
         opened = {
             "rate": sizes.read_rate,
             "sent": len(outcomes),
@@ -330,7 +341,7 @@ def read(c: Cell, sizes: Sizes) -> dict[str, Any]:
             "p99_ms": round(percentile([o.latency for o in outcomes], 99) * 1000, 2),
             "max_ms": round(max((o.latency for o in outcomes), default=0.0) * 1000, 2),
         }
-    return {"closed": closed, "open": opened, "gateway_peak_rss_mb": rss.peak_mb,
+    return {"closed": closed, "open": opened, "open_half": at_half, "gateway_peak_rss_mb": rss.peak_mb,
             "gateway_processes": len(c.gateway_processes())}  # fmt: skip
 
 

@@ -1,5 +1,7 @@
 """bench/run with tiny sizes, so the benchmark cannot rot: every result file is written with
-its keys and sane values, and docs/performance.md with its charts (no timing thresholds)."""
+its keys and sane values, and docs/performance.md with its charts (no timing thresholds).
+The gas part is checked by tests/backend/integration/chain/test_gas.py; the profile part is
+skipped to keep this under a minute."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ def test_bench_run_smoke_writes_every_result(tmp_path: Path) -> None:
     results, docs = tmp_path / "results", tmp_path / "docs" / "performance.md"
     run = subprocess.run(
         [str(ROOT / "bench" / "run"), "--smoke", "--results", str(results), "--docs", str(docs),
-         "--skip", "profile"],
+         "--skip", "profile,gas"],
         cwd=ROOT, capture_output=True, text=True, timeout=240,
         env={**os.environ, "PYTHON": sys.executable},
     )  # fmt: skip
@@ -47,8 +49,6 @@ def test_bench_run_smoke_writes_every_result(tmp_path: Path) -> None:
     audit = json.loads((results / "audit.json").read_text())
     assert audit["events"] > 0 and audit["findings"] == 0
     assert audit["replay_events_per_s"] > 0 and audit["baseline_events_per_s"] > 0
-    gas = json.loads((results / "gas.json").read_text())
-    assert 0 < gas["grant_consent"] < gas["admit_member"]
 
     page = docs.read_text()
     for needle in ("## Targets", "records anchored/s", "grants mined/s", "perf-throughput.png"):
