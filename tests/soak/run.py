@@ -369,6 +369,9 @@ def _check(cluster: Cluster, tally: Tally, rss: list[float], elapsed: float) -> 
             for d in report.disclosures
             if logged[d.signature.lower()[:66]] > 1
         ][:6],
+        "reads_behind_findings": [
+            r for r in tally.reads_ok if any(r["record"] == f.record_id for f in report.findings)
+        ][:6],
         "sample_anchored_twice": [
             {"block": r.block, "tx": r.tx_hash} for r in report.records.values() if anchored[r.record_id] > 1
         ][:6],

@@ -538,7 +538,9 @@ def _consent_problem(
             f"the consent does not cover category {d.category} for purpose {Purpose(d.purpose).name}"
         )
     if consent.granted_block > d.checked_block:
-        return "disclosure-without-consent", "consent checked before it was granted"
+        return "disclosure-without-consent", (
+            f"consent {d.basis} granted at block {consent.granted_block}, checked at {d.checked_block}"
+        )
     if consent.revoked_block is not None and consent.revoked_block <= d.checked_block:
         return (
             "disclosure-after-revocation",

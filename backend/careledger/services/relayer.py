@@ -52,6 +52,11 @@ JOB_PRIORITY = ("revoke", "erase", "grant", "enroll")
 MAX_IN_FLIGHT = 16
 # An unmined transaction is broadcast again after this long (a node may have dropped it).
 REBROADCAST_AFTER_S = 10.0
+# A transaction whose nonce the chain has consumed but which has no receipt is taken for
+# dropped (another transaction used its nonce) only after this long: anvil, mining on an
+# interval, has been seen to count the nonce a moment before it serves the receipt, and a
+# transaction wrongly taken for dropped would have its work sent twice (the soak caught it).
+DROPPED_AFTER_S = 5.0
 # Grants relayed in one grantBatchBySig transaction (the contract takes at most 100).
 GRANT_BATCH_MAX = 100
 # After a whole batch of grants failed, grants go one per transaction this long.
@@ -94,6 +99,7 @@ class Relayer:
         self._retry_after = 0.0
         self._next_purge = 0.0
         self._broadcast_at: dict[int, float] = {}  # tx row id -> when this process broadcast it
+        self._no_receipt_since: dict[int, float] = {}  # tx row id -> nonce consumed, no receipt yet
         self._single_grants_until = 0.0
         self._renewed_at = 0.0
         # Work that must run in the one lease-holding process, e.g. a requested KEK rotation.
@@ -241,6 +247,10 @@ class Relayer:
                     self.sender.broadcast(purpose, SignedTx(raw, tx_hash, nonce))
                 continue
             receipt = self.sender.receipt(tx_hash)
+            if receipt is None and now - self._no_receipt_since.setdefault(tx_id, now) < DROPPED_AFTER_S:
+                in_flight += 1  # ask again on a later step before calling it dropped
+                continue
+            self._no_receipt_since.pop(tx_id, None)
             self._broadcast_at.pop(tx_id, None)
             settled = True
             if receipt is None:
