@@ -29,7 +29,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from careledger import errors, logs
 from careledger.api import examples, schemas
 from careledger.api.openapi import answers, document, fhir_answer, fhir_body, json_answer, json_body, ref
-from careledger.api.problems import FHIR_CONTENT_TYPE, PROBLEM_CONTENT_TYPE, outcome, problem, status_of
+from careledger.api.problems import (
+    FHIR_CONTENT_TYPE,
+    PROBLEM_CONTENT_TYPE,
+    outcome,
+    problem,
+    retry_headers,
+    status_of,
+)
 from careledger.codes import Purpose, categories_of, purposes_of
 from careledger.config import Settings
 from careledger.services import access, accounting, consent, enrollment, erasure, fhir, ingest
@@ -123,7 +130,7 @@ def error_response(request: Request, exc: Exception) -> JSONResponse:
         detail = "internal error; it was logged without the request's data"
     else:
         detail = str(exc)
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers = retry_headers(exc, status)
     if request.url.path.startswith(FHIR_PATHS):
         body = (
             fhir.operation_outcome(exc.issues)

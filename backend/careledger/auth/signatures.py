@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_defunct
+from eth_keys.exceptions import BadSignature
 from eth_utils.address import to_checksum_address
 
 from careledger import errors
@@ -253,6 +254,6 @@ def _signed_by(
         try:
             if Account._recover_hash(digest, signature=signature) == keyid:
                 return True
-        except (ValueError, errors.CareLedgerError):
+        except (ValueError, BadSignature, errors.CareLedgerError):  # BadSignature: no key recovers
             pass
     return contract_check is not None and contract_check(keyid, digest, signature)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from eth_account import Account
+from eth_keys.exceptions import BadSignature
 from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 
@@ -99,7 +100,7 @@ def check_patient_signature(gw: Gateway, patient: str, digest: bytes, signature:
     try:
         if len(signature) == 65 and Account._recover_hash(digest, signature=signature) == patient:
             return
-    except (ValueError, errors.CareLedgerError):
+    except (ValueError, BadSignature, errors.CareLedgerError):  # BadSignature: no key recovers
         pass
     if not erc1271_valid(gw.ledger.w3, patient, digest, signature):
         raise errors.InvalidRequest("the signature is not the patient's over this message")

@@ -30,7 +30,6 @@ import requests
 import schemathesis
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_keys.exceptions import BadSignature
 from hypothesis import HealthCheck
 from hypothesis import strategies as st
 from schemathesis import Case, GenerationMode
@@ -241,33 +240,6 @@ def _operations(schema: schemathesis.BaseSchema) -> list[Any]:
     return [result.ok() for result in schema.get_all_operations()]
 
 
-def _recovers_no_key(signature: object) -> bool:
-    """65 bytes from which no public key recovers (r or s out of range, r off the curve)."""
-    try:
-        raw = bytes.fromhex(str(signature).removeprefix("0x"))
-    except ValueError:
-        return False
-    if len(raw) != 65:
-        return False
-    try:
-        Account._recover_hash(bytes(32), signature=raw)
-    except BadSignature:
-        return True
-    except ValueError:
-        return False
-    return False
-
-
-def _known_defect(case: Case, response: Response) -> str | None:
-    """A 500 this module's strict xfails track (fixes outside api/, see their reasons); the fuzz
-    counts it and goes on looking for new ones."""
-    if response.status_code != 500 or not isinstance(case.body, dict):
-        return None
-    if _recovers_no_key(case.body.get("signature")):
-        return "patient signature recovering no key"
-    return None
-
-
 def _careledger_headers_clean(case: Case) -> bool:
     for name, value in (case.headers or {}).items():
         if name.lower().startswith("careledger-"):
@@ -332,10 +304,7 @@ def test_fuzz(
         session.auth = signing
         with session:
             response = case.call(session=session, timeout=60)
-        defect = _known_defect(case, response)
-        _count(seeded, variant if defect is None else f"known defect ({defect})", response.status_code)
-        if defect is not None:
-            return
+        _count(seeded, variant, response.status_code)
         case.validate_response(response, checks=checks)
         if variant == "signed":
             if path not in UNSIGNED_PATHS and _careledger_headers_clean(case):
@@ -375,11 +344,6 @@ def test_fuzz_reached_the_routes(seeded: Seeded) -> None:
 RECOVERS_NO_KEY = bytes(32) + (1).to_bytes(32, "big") + bytes([27])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs eth_keys' BadSignature caught (as ValueError is) in "
-    "services/enrollment.check_patient_signature: the gateway answers 500",
-)
 def test_patient_signature_recovering_no_key_refused_with_422(seeded: Seeded) -> None:
     """Found by the fuzzer on POST /records/{id}/erasure; the same check guards enrollment
     signatures, grants and revocations."""
@@ -393,11 +357,6 @@ def test_patient_signature_recovering_no_key_refused_with_422(seeded: Seeded) ->
     assert "not the patient's" in response.json()["detail"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs eth_keys' BadSignature caught (as ValueError is) in auth/signatures._signed_by: "
-    "the gateway answers 500 before authenticating",
-)
 def test_request_signature_recovering_no_key_refused_with_401(seeded: Seeded) -> None:
     url = f"{seeded.gateway.url}/patients/{seeded.patient.address}/consents"
     headers = sign_request(seeded.patient.key, "GET", url)

@@ -396,10 +396,6 @@ def test_break_glass_flood_beyond_the_limit_is_refused(cluster: Cluster, tmp_pat
         _problem(read(0), 429, "break-glass limit reached", f"{limit} in the last hour")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs Retry-After on 429 in api/app.py error_response (headers from api.problems.retry_headers)",
-)
 def test_break_glass_refusal_says_when_to_retry(cluster: Cluster, tmp_path: Path) -> None:
     database_url = sqlite_url(tmp_path)
     upgrade(database_url)
