@@ -21,6 +21,7 @@ from careledger.store.repositories import Disclosures, Records
 REASON_HEADER = "careledger-break-glass-reason"
 ACTOR_HEADER = "careledger-acting-user"
 BREAK_GLASS_PURPOSES = (Purpose.ETREAT, Purpose.BTG)
+BREAK_GLASS_WINDOW = timedelta(hours=1)  # break_glass_per_hour counts in this sliding window
 
 
 @dataclass(frozen=True)
@@ -93,15 +94,22 @@ def _break_glass(
         raise errors.Forbidden(
             f"break-glass needs a reason ({REASON_HEADER}) and the acting user ({ACTOR_HEADER})"
         )
-    since = datetime.fromtimestamp(gw.clock(), UTC) - timedelta(hours=1)
-    with gw.db.session() as s:
-        used = Disclosures(s).break_glass_since(member, since)
-    if used >= gw.settings.break_glass_per_hour:
-        raise errors.RateLimited(f"break-glass limit reached: {used} in the last hour for {member}")
     block = gw.ledger.block_number()
-    disclosed = _open(gw, row, patient, None, block, break_glass=True)
-    _log(gw, principal, member, row, purpose, block, None, reason, actor)
-    return disclosed
+    now = datetime.fromtimestamp(gw.clock(), UTC)
+    with gw.db.session() as s:
+        # Count and record as one step for every process of this gateway: a flood of
+        # concurrent break-glass reads must not all pass the count before any is recorded.
+        gw.db.lock(s, f"break-glass:{member}")
+        disclosures = Disclosures(s)
+        used, oldest = disclosures.break_glass_since(member, now - BREAK_GLASS_WINDOW)
+        if used >= gw.settings.break_glass_per_hour:
+            retry = (oldest + BREAK_GLASS_WINDOW - now).total_seconds() if oldest else None
+            raise errors.RateLimited(
+                f"break-glass limit reached: {used} in the last hour for {member}", retry_after_s=retry
+            )
+        disclosures.add(_row(gw, principal, member, row, purpose, block, None, reason, actor))
+        # opened inside the step: if it fails, the disclosure is not recorded either
+        return _open(gw, row, patient, None, block, break_glass=True)
 
 
 def _open(
@@ -146,23 +154,35 @@ def _log(
     actor: str | None,
 ) -> None:
     """Queue the disclosure; the relayer logs it on chain with the reader's signature."""
-    basis = consent_id if consent_id is not None else bytes(keccak(text=reason or ""))
     with gw.db.session() as s:
-        Disclosures(s).add(
-            DisclosureRow(
-                record_id=row.record_id,
-                requester=principal.keyid,
-                member=member,
-                purpose=int(purpose),
-                break_glass=consent_id is None,
-                checked_block=block,
-                basis=basis,
-                request_hash=principal.request.message_hash,
-                signature=principal.request.signature,
-                signature_base=principal.request.signature_base,
-                acting_user=actor,
-                reason=reason,
-                status="pending",
-                created_at=datetime.fromtimestamp(gw.clock(), UTC),
-            )
-        )
+        Disclosures(s).add(_row(gw, principal, member, row, purpose, block, consent_id, reason, actor))
+
+
+def _row(
+    gw: Gateway,
+    principal: Principal,
+    member: str,
+    row: RecordRow,
+    purpose: Purpose,
+    block: int,
+    consent_id: bytes | None,
+    reason: str | None,
+    actor: str | None,
+) -> DisclosureRow:
+    basis = consent_id if consent_id is not None else bytes(keccak(text=reason or ""))
+    return DisclosureRow(
+        record_id=row.record_id,
+        requester=principal.keyid,
+        member=member,
+        purpose=int(purpose),
+        break_glass=consent_id is None,
+        checked_block=block,
+        basis=basis,
+        request_hash=principal.request.message_hash,
+        signature=principal.request.signature,
+        signature_base=principal.request.signature_base,
+        acting_user=actor,
+        reason=reason,
+        status="pending",
+        created_at=datetime.fromtimestamp(gw.clock(), UTC),
+    )

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -72,6 +72,16 @@ class Database:
             raise StoreUnavailable(f"database unavailable: {exc.orig.__class__.__name__}") from None
         except IntegrityError:
             raise StoreConflict("a concurrent change got there first") from None
+
+    def lock(self, session: Session, name: str) -> None:
+        """Serialise a critical section with every process of this gateway until `session`
+        ends: a PostgreSQL transaction-level advisory lock on `name`; on SQLite, the
+        database's one write lock (a write that changes nothing takes it), so call this first
+        in the session, before it reads anything."""
+        if self.is_sqlite:
+            session.execute(text("UPDATE gateway_state SET name = name WHERE 1 = 0"))
+        else:
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
 
     def ping(self) -> bool:
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Row, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -239,17 +239,20 @@ class Disclosures:
     def of_record(self, record_id: bytes) -> Sequence[DisclosureRow]:
         return self.s.scalars(select(DisclosureRow).where(DisclosureRow.record_id == record_id)).all()
 
-    def break_glass_since(self, member: str, since: datetime) -> int:
-        return int(
-            self.s.scalar(
-                select(func.count()).where(
-                    DisclosureRow.member == member,
-                    DisclosureRow.break_glass.is_(True),
-                    DisclosureRow.created_at >= since,
-                )
+    def break_glass_since(self, member: str, since: datetime) -> tuple[int, datetime | None]:
+        """How many break-glass disclosures of `member` since `since`, and the oldest of them."""
+        count, oldest = self.s.execute(
+            select(func.count(), func.min(DisclosureRow.created_at)).where(
+                DisclosureRow.member == member,
+                DisclosureRow.break_glass.is_(True),
+                DisclosureRow.created_at >= since,
             )
-            or 0
-        )
+        ).one()
+        if isinstance(oldest, str):  # SQLite's min() of the column comes back as text
+            oldest = datetime.fromisoformat(oldest)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        return int(count or 0), oldest
 
     def count_by_status(self) -> dict[str, int]:
         rows = self.s.execute(select(DisclosureRow.status, func.count()).group_by(DisclosureRow.status)).all()
