@@ -35,11 +35,13 @@ class Patients:
         return self.s.get(PatientRow, patient_id)
 
     def by_local_reference(self, reference: str) -> PatientRow | None:
-        """The enrolled (or enrolling) pseudonym for this custodian's patient reference."""
+        """The pseudonym that receives this custodian's records for a patient reference: the
+        newest enrolled one (a rotated pseudonym takes over once its enrollment completes; an
+        unfinished one never stops records), else the newest enrolling one."""
         return self.s.scalar(
             select(PatientRow)
             .where(PatientRow.local_reference == reference)
-            .order_by(PatientRow.id.desc())
+            .order_by((PatientRow.status == "enrolled").desc(), PatientRow.id.desc())
             .limit(1)
         )
 
