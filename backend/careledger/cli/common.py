@@ -17,7 +17,6 @@ from careledger.chain.clients import Ledger, Member
 from careledger.chain.deployment import Deployment
 from careledger.codes import Category, Purpose
 from careledger.config import Settings
-from careledger.crypto.keyfile import load_private_key
 from careledger.crypto.keystore import PatientKeystore
 
 # Options the role commands share (each also read from the environment).
@@ -59,10 +58,6 @@ def connect(rpc_url: str | None = None, deployment_file: Path | None = None) -> 
         Deployment.load(deployment_file or settings.deployment_file),
         timeout=settings.rpc_timeout_s,
     )
-
-
-def member_key(path: Path) -> bytes:
-    return load_private_key(path)
 
 
 def find_member(ledger: Ledger, who: str) -> Member:

@@ -75,7 +75,8 @@ def read_record(gw: Gateway, principal: Principal, record_id: bytes, purpose: Pu
             f"no consent of the patient lets {member} see {Category(row.category).name} for {purpose.name}"
         )
     disclosed = _open(gw, row, patient, consent_id, block, break_glass=False)
-    _log(gw, principal, member, row, purpose, block, consent_id, None, None)
+    with gw.db.session() as s:  # queued: the relayer logs it on chain with the reader's signature
+        Disclosures(s).add(_row(gw, principal, member, row, purpose, block, consent_id, None, None))
     return disclosed
 
 
@@ -140,22 +141,6 @@ def _open(
         checked_block=block,
         break_glass=break_glass,
     )
-
-
-def _log(
-    gw: Gateway,
-    principal: Principal,
-    member: str,
-    row: RecordRow,
-    purpose: Purpose,
-    block: int,
-    consent_id: bytes | None,
-    reason: str | None,
-    actor: str | None,
-) -> None:
-    """Queue the disclosure; the relayer logs it on chain with the reader's signature."""
-    with gw.db.session() as s:
-        Disclosures(s).add(_row(gw, principal, member, row, purpose, block, consent_id, reason, actor))
 
 
 def _row(

@@ -18,8 +18,8 @@ from careledger.chain.clients import Ledger
 from careledger.chain.deployment import Deployment
 from careledger.codes import MemberStatus, Role
 from careledger.config import Settings
-from careledger.crypto.keyfile import KeyRing, load_key_file
-from careledger.errors import ConfigurationError, KeyFileError
+from careledger.crypto.keyfile import KeyRing, load_key_file, load_private_key
+from careledger.errors import ConfigurationError
 from careledger.services.relayer import Relayer
 from careledger.store.db import Database
 from careledger.store.migrate import upgrade
@@ -73,20 +73,6 @@ def _check_endpoint_scheme(endpoint: str) -> None:
     if scheme == "https" or (scheme == "http" and host in LOOPBACK):
         return
     raise ConfigurationError(f"endpoint {endpoint!r} must be https (plain http only on loopback)")
-
-
-def load_private_key(path: Path) -> bytes:
-    try:
-        text = path.read_text().strip()
-    except OSError as exc:
-        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
-    try:
-        key = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        raise KeyFileError(f"{path} does not hold a hex-encoded private key") from None
-    if len(key) != 32:
-        raise KeyFileError(f"{path} does not hold a 32-byte private key")
-    return key
 
 
 # py_ecc (imported by eth-account) raises the recursion limit to 100,000 when imported. With
