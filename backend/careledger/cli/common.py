@@ -62,7 +62,11 @@ def connect(rpc_url: str | None = None, deployment_file: Path | None = None) -> 
 
 def find_member(ledger: Ledger, who: str) -> Member:
     """A member by address or by its registered name (case-insensitive)."""
-    members = ledger.members.members()
+    return pick_member(ledger.members.members(), who)
+
+
+def pick_member(members: list[Member], who: str) -> Member:
+    """`who` (an address or a registered name, case-insensitive) among `members`."""
     if is_address(who):
         address = to_checksum_address(who)
         for m in members:

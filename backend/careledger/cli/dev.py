@@ -59,7 +59,6 @@ INSURER = DemoMember("insurer", "Insurer", Role.INSURER, 12)
 AUDITOR = DemoMember("auditor", "Audit Office", Role.AUDITOR, 14)
 MEMBERS = (CLINIC_A, CLINIC_B, INSURER, AUDITOR)
 RESEARCH_INDEX = 13  # a research institute's key, for the walkthrough to admit by vote
-CLINIC_INDEX, RELAYER_INDEX = CLINIC_A.dev_index, CLINIC_A.relayer_index  # kept for older callers
 
 
 @friendly

@@ -10,6 +10,7 @@ import json
 import secrets
 import time
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,7 +18,7 @@ import typer
 from rich.table import Table
 
 from careledger import errors
-from careledger.chain.clients import Ledger
+from careledger.chain.clients import Ledger, Member
 from careledger.chain.eip712 import Erasure, Grant, Revocation
 from careledger.cli.common import (
     AsJson,
@@ -27,9 +28,9 @@ from careledger.cli.common import (
     RpcUrl,
     categories,
     connect,
-    find_member,
     gateway_of,
     passphrase,
+    pick_member,
     print_json,
     purposes,
     record_id,
@@ -66,6 +67,17 @@ class _Session:
         self.ledger: Ledger = connect(rpc_url, deployment)
         self.chain_id = self.ledger.deployment.chain_id
 
+    @cached_property
+    def members(self) -> list[Member]:
+        """MemberRegistry's members, read once per command (one RPC per member)."""
+        return self.ledger.members.members()
+
+    def member(self, who: str) -> Member:
+        return pick_member(self.members, who)
+
+    def names(self) -> dict[str, str]:
+        return {m.address: m.name for m in self.members}
+
     def client(self, custodian: str, generation: int | None = None) -> CareLedgerClient:
         return CareLedgerClient(self.keys.key(self.chain_id, custodian, generation), self.ledger)
 
@@ -76,12 +88,6 @@ class _Session:
             for custodian, state in sorted(self.keys.custodians.items())
             for g in state.generations()
         ]
-
-
-def _session(
-    keystore: Path, passphrase_file: Path | None, rpc_url: str | None, deployment: Path | None
-) -> _Session:
-    return _Session(keystore, passphrase_file, rpc_url, deployment)
 
 
 @app.command("keygen")
@@ -113,8 +119,8 @@ def pseudonym(
     as_json: AsJson = False,
 ) -> None:
     """Your pseudonym at a custodian: give it to its staff to start your enrollment."""
-    session = _session(keystore, passphrase_file, rpc_url, deployment_file)
-    member = find_member(session.ledger, custodian)
+    session = _Session(keystore, passphrase_file, rpc_url, deployment_file)
+    member = session.member(custodian)
     session.keys.use(member.address)
     state = session.keys.custodian(member.address)
     generation = state.pending or state.current
@@ -144,8 +150,8 @@ def enroll(
         custodian, patient = message["custodian"], message["patient"]
     except (OSError, ValueError, KeyError, TypeError):
         raise errors.InvalidRequest(f"{offer} is not an enrollment offer") from None
-    session = _session(keystore, passphrase_file, rpc_url, deployment_file)
-    member = find_member(session.ledger, custodian)
+    session = _Session(keystore, passphrase_file, rpc_url, deployment_file)
+    member = session.member(custodian)
     session.keys.use(member.address)
     pending = session.keys.pending_generation(session.chain_id, member.address, patient)
     generation = pending or session.keys.generation_of(session.chain_id, member.address, patient)
@@ -173,8 +179,8 @@ def records(
     as_json: AsJson = False,
 ) -> None:
     """What a custodian keeps about you (under every pseudonym you had there)."""
-    session = _session(keystore, passphrase_file, rpc_url, deployment_file)
-    member = find_member(session.ledger, custodian)
+    session = _Session(keystore, passphrase_file, rpc_url, deployment_file)
+    member = session.member(custodian)
     listed = [
         r
         for g in session.keys.custodian(member.address).generations()
@@ -205,7 +211,7 @@ def records(
 def _own_records(session: _Session, custodian: str, generation: int) -> list[dict[str, Any]]:
     client = session.client(custodian, generation)
     try:
-        return client.records(gateway_of(find_member(session.ledger, custodian)))
+        return client.records(gateway_of(session.member(custodian)))
     except errors.GatewayRefused as exc:
         if exc.status == 404:  # a generation never enrolled there
             return []
@@ -231,8 +237,8 @@ def grant(
     if Purpose.BTG in wanted_purposes:
         raise errors.InvalidRequest("break-glass (BTG) is never granted: it is an emergency, logged on chain")
     wanted_categories = categories(category)
-    session = _session(keystore, passphrase_file, rpc_url, deployment_file)
-    holder, reader = find_member(session.ledger, custodian), find_member(session.ledger, grantee)
+    session = _Session(keystore, passphrase_file, rpc_url, deployment_file)
+    holder, reader = session.member(custodian), session.member(grantee)
     session.keys.use(holder.address)
     me = session.client(holder.address)
     now = _now()
@@ -265,7 +271,7 @@ def grant(
 def _consents(session: _Session) -> list[dict[str, Any]]:
     listed = []
     for custodian, generation, address in session.pseudonyms():
-        member = find_member(session.ledger, custodian)
+        member = session.member(custodian)
         for c in session.client(custodian, generation).consents(gateway_of(member)):
             listed.append(
                 {**c, "custodian": member.address, "custodianName": member.name, "patient": address}
@@ -286,10 +292,10 @@ def list_consents(
     as_json: AsJson = False,
 ) -> None:
     """Your consents under every pseudonym, as the chain holds them."""
-    session = _session(keystore, passphrase_file, rpc_url, deployment_file)
+    session = _Session(keystore, passphrase_file, rpc_url, deployment_file)
     listed = _consents(session)
     if grantee is not None:
-        reader = find_member(session.ledger, grantee).address
+        reader = session.member(grantee).address
         listed = [c for c in listed if c["grantee"] == reader]
     if active:
         listed = [c for c in listed if c["status"] == "active"]
@@ -299,7 +305,7 @@ def list_consents(
     if as_json:
         print_json(listed)
         return
-    names = {m.address: m.name for m in session.ledger.members.members()}
+    names = session.names()
     table = Table(title="Your consents", header_style="bold")
     for column in ("at", "who may read", "categories", "purposes", "until", "status"):
         table.add_column(column)
@@ -329,7 +335,7 @@ def revoke(
 ) -> None:
     """Withdraw a consent: relayed at once; no read is allowed after the block that records it."""
     wanted = "0x" + record_id(consent_id).hex()
-    session = _session(keystore, passphrase_file, rpc_url, deployment_file)
+    session = _Session(keystore, passphrase_file, rpc_url, deployment_file)
     consent = next((c for c in _consents(session) if c["consentId"] == wanted), None)
     if consent is None:
         raise errors.NotFound(f"{wanted} is not one of your consents")
@@ -337,7 +343,7 @@ def revoke(
     generation = session.keys.generation_of(session.chain_id, custodian, consent["patient"])
     me = session.client(custodian, generation)
     revocation = Revocation(me.address, bytes.fromhex(wanted[2:]), _nonce(), _now() + SIGNATURE_VALIDITY_S)
-    job = me.revoke(gateway_of(find_member(session.ledger, custodian)), revocation)
+    job = me.revoke(gateway_of(session.member(custodian)), revocation)
     if as_json:
         print_json(
             {"consentId": wanted, "status": job["status"], "txHash": (job.get("result") or {}).get("txHash")}
@@ -356,17 +362,17 @@ def history(
     as_json: AsJson = False,
 ) -> None:
     """Who saw your records, when, why and on what basis — across all your pseudonyms, from the chain."""
-    session = _session(keystore, passphrase_file, rpc_url, deployment_file)
+    session = _Session(keystore, passphrase_file, rpc_url, deployment_file)
     seen: dict[str, dict[str, Any]] = {}
     for custodian, generation, _address in session.pseudonyms():
-        gateway = gateway_of(find_member(session.ledger, custodian))
+        gateway = gateway_of(session.member(custodian))
         for d in session.client(custodian, generation).disclosures(gateway):
             seen[f"{d['txHash']}/{d['recordId']}/{d['when']}"] = d
     listed = sorted(seen.values(), key=lambda d: (d["when"], d["recordId"]))
     if as_json:
         print_json(listed)
         return
-    names = {m.address: m.name for m in session.ledger.members.members()}
+    names = session.names()
     table = Table(title="Who saw your records", header_style="bold")
     for column in ("when (UTC)", "who", "held by", "category", "purpose", "basis"):
         table.add_column(column)
@@ -399,14 +405,14 @@ def erase(
 ) -> None:
     """Have a record erased: every version's key destroyed at its custodian, the erasure marked on chain."""
     rid = record_id(record)
-    session = _session(keystore, passphrase_file, rpc_url, deployment_file)
+    session = _Session(keystore, passphrase_file, rpc_url, deployment_file)
     anchored = session.ledger.records.anchored(rid)
     if anchored is None:
         raise errors.NotFound(f"0x{rid.hex()} is not anchored on chain")
     generation = session.keys.generation_of(session.chain_id, anchored.custodian, anchored.patient)
     if generation is None:
         raise errors.Forbidden(f"0x{rid.hex()} is not one of your records")
-    member = find_member(session.ledger, anchored.custodian)
+    member = session.member(anchored.custodian)
     me = session.client(member.address, generation)
     answer = me.erase(gateway_of(member), Erasure(me.address, rid, _nonce(), _now() + SIGNATURE_VALIDITY_S))
     if as_json:
@@ -414,7 +420,7 @@ def erase(
         return
     console.print(f"erased at {member.name}: {len(answer['erased'])} version(s), keys destroyed")
     if answer["disclosedTo"]:
-        names = {m.address: m.name for m in session.ledger.members.members()}
+        names = session.names()
         told = ", ".join(names.get(a, a) for a in answer["disclosedTo"])
         console.print(f"it had been disclosed to: {told} (ask them to erase their copies)")
 
@@ -434,8 +440,8 @@ def rotate(
     The old pseudonym stays derivable from your seed: `history` and `records` still cover it.
     New records go to the new pseudonym once the clinic's staff re-enroll you with it.
     """
-    session = _session(keystore, passphrase_file, rpc_url, deployment_file)
-    member = find_member(session.ledger, custodian)
+    session = _Session(keystore, passphrase_file, rpc_url, deployment_file)
+    member = session.member(custodian)
     old = session.keys.pseudonym(session.chain_id, member.address)
     generation = session.keys.rotate(member.address)
     new = session.keys.pseudonym(session.chain_id, member.address, generation)

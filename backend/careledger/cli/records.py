@@ -25,7 +25,6 @@ from careledger.cli.common import (
     MemberKeyFile,
     RpcUrl,
     connect,
-    find_member,
     gateway_of,
     print_json,
     purposes,
@@ -51,7 +50,7 @@ def _own_gateway(ledger: Ledger, client: CareLedgerClient, override: str | None)
     member, _ = ledger.members.key_of(client.address)
     if member is None:
         raise errors.NotFound(f"{client.address} is no key of any member")
-    return gateway_of(find_member(ledger, member))
+    return gateway_of(ledger.members.get_member(member))
 
 
 @app.command("upload")
@@ -173,7 +172,7 @@ def get(
     ledger = connect(rpc_url, deployment_file)
     client = CareLedgerClient(load_private_key(key_file), ledger)
     got = client.read_record(record_id(record), why, break_glass_reason=break_glass, acting_user=acting_user)
-    custodian = find_member(ledger, got.custodian).name
+    custodian = ledger.members.get_member(got.custodian).name
     basis = (
         "break-glass" if got.break_glass else f"consent 0x{got.consent_id.hex()}" if got.consent_id else "-"
     )
