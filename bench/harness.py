@@ -9,7 +9,6 @@ the signatures stay valid for MAX_VALIDITY_S, longer than any timed phase.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
@@ -28,15 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 import psutil
 import psycopg
 from coincurve import PrivateKey
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from yarl import URL
 
+from bench.loadgen import Prepared
 from careledger.auth.signatures import (
     FIXED_COMPONENTS,
     LABEL,
@@ -274,14 +272,6 @@ def reference_of(c: Cell, patient: LocalAccount) -> str:
 # --------------------------------------------------------------------------- signed requests
 
 
-@dataclass(frozen=True)
-class Prepared:
-    method: str
-    url: str
-    headers: dict[str, str]
-    body: bytes = b""
-
-
 class FastSigner:
     """The gateway's RFC 9421 profile signed with coincurve directly (the client's sign_request
     goes through eth-account, about ten times slower, which would load the generator)."""
@@ -307,90 +297,7 @@ class FastSigner:
         return Prepared(method, url, headers, body)
 
 
-# --------------------------------------------------------------------------- load generation
-
-
-@dataclass
-class Outcome:
-    started: float  # time.time() when sent (or scheduled, open loop)
-    finished: float
-    status: int
-    body: bytes = b""
-
-    @property
-    def latency(self) -> float:
-        return self.finished - self.started
-
-
-async def _send(session: aiohttp.ClientSession, p: Prepared, keep_body: bool) -> tuple[int, bytes]:
-    async with session.request(p.method, URL(p.url, encoded=True), headers=p.headers, data=p.body) as r:
-        body = await r.read()
-        return r.status, (body if keep_body else b"")
-
-
-def closed_loop(
-    requests: Sequence[Prepared], concurrency: int, duration: float, *, keep_body: bool = False
-) -> list[Outcome]:
-    """`concurrency` clients, each sending the next request as soon as its last is answered,
-    until the requests or `duration` seconds run out."""
-
-    async def run() -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        queue = iter(requests)
-        stop_at = time.monotonic() + duration
-        connector = aiohttp.TCPConnector(limit=concurrency)
-        timeout = aiohttp.ClientTimeout(total=60)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-
-            async def client() -> None:
-                while time.monotonic() < stop_at:
-                    p = next(queue, None)
-                    if p is None:
-                        return
-                    t0 = time.time()
-                    try:
-                        status, body = await _send(session, p, keep_body)
-                    except (aiohttp.ClientError, TimeoutError):
-                        status, body = 0, b""
-                    outcomes.append(Outcome(t0, time.time(), status, body))
-
-            await asyncio.gather(*(client() for _ in range(concurrency)))
-        return outcomes
-
-    return asyncio.run(run())
-
-
-def open_loop(requests: Sequence[Prepared], rate: float, *, timeout_s: float = 5.0) -> list[Outcome]:
-    """Send requests at a fixed arrival rate, whatever the answers; latency counts from the
-    scheduled send time (no coordinated omission). A request unanswered after `timeout_s`
-    counts as failed (status 0), which bounds the phase when the rate exceeds capacity."""
-
-    async def run() -> list[Outcome]:
-        outcomes: list[Outcome] = []
-        connector = aiohttp.TCPConnector(limit=0)
-        timeout = aiohttp.ClientTimeout(total=timeout_s)
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-
-            async def one(p: Prepared, scheduled: float) -> None:
-                try:
-                    status, _ = await _send(session, p, False)
-                except (aiohttp.ClientError, TimeoutError):
-                    status = 0
-                outcomes.append(Outcome(scheduled, time.time(), status))
-
-            loop = asyncio.get_running_loop()
-            t0_wall, t0 = time.time(), loop.time()
-            tasks = []
-            for i, p in enumerate(requests):
-                due = t0 + i / rate
-                delay = due - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(one(p, t0_wall + i / rate)))
-            await asyncio.gather(*tasks)
-        return outcomes
-
-    return asyncio.run(run())
+# --------------------------------------------------------------------------- measuring
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -19,7 +19,8 @@ from pyinstrument import Profiler
 from pyinstrument.frame import Frame
 
 from bench import harness, scenarios
-from bench.harness import AUTOMINE, CLINIC_KEY, INSURER_KEY, FastSigner, Prepared
+from bench.harness import AUTOMINE, CLINIC_KEY, INSURER_KEY, FastSigner
+from bench.loadgen import Prepared
 from careledger.codes import Purpose
 from careledger.config import Settings
 from careledger.services import access, ingest

@@ -25,16 +25,14 @@ from bench.harness import (
     INSURER_KEY,
     Cell,
     FastSigner,
-    Prepared,
     RssSampler,
     bundle,
-    closed_loop,
     observation,
-    open_loop,
     percentile,
     reference_of,
     wait_for,
 )
+from bench.loadgen import Prepared, closed_loop, open_loop
 from careledger.chain.clients import Disclosure
 from careledger.chain.eip712 import Grant
 from careledger.codes import Category, Purpose, mask

@@ -15,6 +15,10 @@ class Settings(BaseSettings):
     rpc_url: str = "http://127.0.0.1:8545"
     deployment_file: Path = Path(".careledger/deployment.json")
     rpc_timeout_s: float = 10.0
+    # A consent or membership is checked at a head read at most this long before the request
+    # (DESIGN: "a block no older than a small bound"); the block used is logged. 0: a fresh
+    # eth_blockNumber per request.
+    head_max_age_s: float = Field(default=0.2, ge=0, le=5)
 
     # this gateway: the custodian member it serves, where it answers, its keys and store
     member_address: str = ""

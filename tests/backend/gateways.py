@@ -27,10 +27,19 @@ from careledger.chain.eip712 import Grant
 from careledger.chain.sender import Sender
 from careledger.client import CareLedgerClient
 from careledger.codes import Category, Purpose, mask
+from careledger.config import Settings
 from careledger.crypto.keyfile import create_key_file
 from tests.backend.support import Cluster
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fhir"
+# A gateway checks consents and memberships at a head read at most this long before a request
+# (CARELEDGER_HEAD_MAX_AGE_S): a change made on chain by someone else is seen within it.
+HEAD_MAX_AGE_S = Settings.model_fields["head_max_age_s"].default
+
+
+def past_head_max_age() -> None:
+    """Wait until every head a gateway holds is too old to answer the next request."""
+    time.sleep(HEAD_MAX_AGE_S + 0.05)
 
 
 @dataclass

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from eth_account import Account
-from eth_account.messages import _hash_eip191_message, encode_defunct
-from eth_keys.exceptions import BadSignature
+from eth_account.messages import encode_defunct
 from eth_utils.address import to_checksum_address
 
 from careledger import errors
+from careledger.crypto.secp256k1 import checksum_text, eip191_hash, is_high_s, recover_address
 
 LABEL = "sig1"
 TAG = "careledger"
@@ -85,7 +85,7 @@ def signature_base(
 
 def message_hash(base: str) -> bytes:
     """EIP-191 version 0x45 hash of a signature base."""
-    return bytes(_hash_eip191_message(encode_defunct(text=base)))
+    return eip191_hash(base.encode())
 
 
 def sign_request(
@@ -220,7 +220,7 @@ def verify_request(
     covered = {c: lower[c] for c in params.components[3:]}
     base = signature_base(method, target_uri, lower["content-digest"].strip(), covered, params)
     digest = message_hash(base)
-    keyid = to_checksum_address(params.keyid)
+    keyid = checksum_text(params.keyid)
     if not _signed_by(keyid, digest, signature, contract_check):
         if host_target_uri and origin_of(host_target_uri) != origin_of(target_uri):
             other = signature_base(method, host_target_uri, lower["content-digest"].strip(), covered, params)
@@ -240,20 +240,14 @@ def _check_times(params: SignatureParams, now: float) -> None:
         raise errors.SignatureExpired("signature expired")
 
 
-SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0
-
-
 def _signed_by(
     keyid: str, digest: bytes, signature: bytes, contract_check: ContractSignatureCheck | None
 ) -> bool:
     if len(signature) == 65 and signature[64] in (27, 28):
-        if int.from_bytes(signature[32:64], "big") > SECP256K1_HALF_N:
+        if is_high_s(signature):
             # EIP-2: the high-s twin of a valid signature verifies too, and could not be
             # logged on chain in compact form.
             raise errors.SignatureMalformed("signature s is not in the lower half of the curve order (EIP-2)")
-        try:
-            if Account._recover_hash(digest, signature=signature) == keyid:
-                return True
-        except (ValueError, BadSignature, errors.CareLedgerError):  # BadSignature: no key recovers
-            pass
+        if recover_address(digest, signature) == keyid:
+            return True
     return contract_check is not None and contract_check(keyid, digest, signature)

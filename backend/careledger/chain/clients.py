@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import threading
@@ -789,10 +790,13 @@ class Ledger:
         self.records = RecordRegistryClient(self)
         self.access = AccessLogClient(self)
         self.watcher = HeadWatcher(self)
+        # How old a head may be when it is handed out (a gateway sets it from its settings).
+        self.head_max_age_s = 0.0
 
     def head(self) -> Head:
-        """The chain's head block, after the caches have seen every event up to it."""
-        return self.watcher.head()
+        """The chain's head block, after the caches have seen every event up to it, as read
+        at most `head_max_age_s` before this call (0, the default: read after it began)."""
+        return self.watcher.head(self.head_max_age_s)
 
     @classmethod
     def connect(cls, rpc_url: str, deployment: Deployment, *, timeout: float = 10.0) -> Ledger:
@@ -885,6 +889,8 @@ class HeadWatcher:
         self._cond = threading.Condition(self._lock)
         self._fetching = False
         self._completed_started = float("-inf")
+        self._refresher: threading.Thread | None = None
+        self._refresh_wanted = threading.Event()
         self._head: Head | None = None
         self.generation = 0
         self._endpoint = urlsplit(str(getattr(ledger.w3.provider, "endpoint_uri", "")))
@@ -896,19 +902,34 @@ class HeadWatcher:
         self._member_registry = ledger.deployment.address("MemberRegistry").lower()
         self._revoked_topic = "0x" + keccak(text="ConsentRevoked(bytes32,address,address,address)").hex()
 
-    def head(self) -> Head:
-        """The head as the chain has it now: read by an eth_blockNumber sent after this call
-        began — its own, or one another thread sent meanwhile (concurrent callers share it).
-        The new blocks' events are applied to the caches before the head is handed out."""
+    def head(self, max_age_s: float = 0.0) -> Head:
+        """The head as the chain has it: read by an eth_blockNumber sent at most `max_age_s`
+        before this call began — its own, or one another thread sent (concurrent callers
+        share it). With `max_age_s` 0 the read starts after this call did. A head past half
+        its allowed age is refreshed in the background, so busy callers rarely wait for the
+        chain. The new blocks' events are applied to the caches before a head is handed out."""
         arrived = time.monotonic()
         with self._cond:
             while True:
-                if self._head is not None and self._completed_started >= arrived:
+                if self._head is not None and self._completed_started >= arrived - max_age_s:
+                    if max_age_s and self._completed_started < arrived - max_age_s / 2:
+                        self._refresh_soon()
                     return self._head
                 if not self._fetching:
                     self._fetching = True
                     break
                 self._cond.wait()
+        return self._fetch()
+
+    def reached(self, block: int) -> None:
+        """This process saw `block` mined (e.g. a transaction it relayed): no head older than
+        it is handed out from now on, whatever age is allowed."""
+        with self._cond:
+            if self._head is None or self._head.number < block:
+                self._completed_started = float("-inf")
+
+    def _fetch(self) -> Head:
+        """Read the head (the caller set _fetching); wakes every caller waiting for it."""
         started, ok = time.monotonic(), False
         try:
             number = int(self._rpc("eth_blockNumber", []), 16)
@@ -931,6 +952,25 @@ class HeadWatcher:
                 self._cond.notify_all()
         assert self._head is not None
         return self._head
+
+    def _refresh_soon(self) -> None:
+        """Ask the refresher thread for a new head (called holding the lock)."""
+        if self._fetching:
+            return
+        self._fetching = True
+        if self._refresher is None:
+            self._refresher = threading.Thread(target=self._refresh, name="head-refresh", daemon=True)
+            self._refresher.start()
+        self._refresh_wanted.set()
+
+    def _refresh(self) -> None:
+        while True:
+            self._refresh_wanted.wait()
+            self._refresh_wanted.clear()
+            # This thread must outlive any one failure; the next caller past the allowed age
+            # reads the head itself, and fails loudly.
+            with contextlib.suppress(Exception):
+                self._fetch()
 
     def call(self, to: str, selector: bytes, args: list[bytes], block: int) -> list[bytes] | None:
         """An eth_call of a function with static arguments and results, encoded and decoded

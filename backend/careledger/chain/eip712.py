@@ -7,11 +7,13 @@ checks every digest against the contract's own `*Digest` view on a real chain.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any, ClassVar, Self
 
 from eth_account import Account
-from eth_account.messages import encode_typed_data
 from eth_utils.crypto import keccak
+
+from careledger.hashing import keccak256
 
 CONSENT_DOMAIN = "CareLedger ConsentRegistry"
 RECORD_DOMAIN = "CareLedger RecordRegistry"
@@ -90,8 +92,14 @@ class TypedMessage:
         }
 
     def digest(self, domain: Domain) -> bytes:
-        signable = encode_typed_data(full_message=self.typed_data(domain))
-        return keccak(b"\x19" + signable.version + signable.header + signable.body)
+        """The EIP-712 digest, encoded here word by word: every field is a static type, and the
+        gateway checks a patient's signature per request (eth-account's encoder costs ~1 ms)."""
+        return keccak256(b"\x19\x01" + _separator(domain) + self.struct_hash())
+
+    def struct_hash(self) -> bytes:
+        words = [_type_hash(self.type_string())]
+        words += [_encode(kind, getattr(self, _snake(name))) for kind, name in self.FIELDS]
+        return keccak256(b"".join(words))
 
     def sign(self, private_key: bytes | str, domain: Domain) -> bytes:
         """65-byte r‖s‖v signature (v = 27 or 28) by `private_key`."""
@@ -167,6 +175,44 @@ class Erasure(TypedMessage):
     record_id: bytes
     nonce: int
     deadline: int
+
+
+_DOMAIN_TYPE = keccak256(
+    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+
+
+@lru_cache(maxsize=64)
+def _separator(domain: Domain) -> bytes:
+    return keccak256(
+        _DOMAIN_TYPE
+        + keccak256(domain.name.encode())
+        + keccak256(DOMAIN_VERSION.encode())
+        + _encode("uint256", domain.chain_id)
+        + _encode("address", domain.verifying_contract)
+    )
+
+
+@lru_cache(maxsize=16)
+def _type_hash(type_string: str) -> bytes:
+    return keccak256(type_string.encode())
+
+
+def _encode(kind: str, value: Any) -> bytes:
+    """One static EIP-712 field as its 32-byte word; ValueError if it does not fit the type."""
+    if kind == "address":
+        raw = bytes.fromhex(str(value).removeprefix("0x"))
+        if len(raw) != 20:
+            raise ValueError(f"not an address: {value!r}")
+        return bytes(12) + raw
+    if kind == "bytes32":
+        if not isinstance(value, bytes) or len(value) != 32:
+            raise ValueError("a bytes32 field takes 32 bytes")
+        return value
+    bits = int(kind.removeprefix("uint"))
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**bits:
+        raise ValueError(f"{value!r} does not fit {kind}")
+    return value.to_bytes(32, "big")
 
 
 def _jsonable(value: Any) -> Any:

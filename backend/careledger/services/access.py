@@ -4,8 +4,10 @@ logged on chain as a disclosure carrying the reader's own signature."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from eth_utils.crypto import keccak
 
@@ -44,7 +46,31 @@ class Disclosed:
 
 
 def read_record(gw: Gateway, principal: Principal, record_id: bytes, purpose: Purpose) -> Disclosed:
-    """Decide, decrypt, and queue the disclosure for the access log."""
+    """Decide, decrypt, and queue the disclosure for the access log (committed on return)."""
+    disclosed, disclosure = _decide(gw, principal, record_id, purpose)
+    if disclosure is not None:
+        gw.commits.queue_disclosure(disclosure).result()
+    return disclosed
+
+
+async def read_record_async(
+    gw: Gateway, principal: Principal, record_id: bytes, purpose: Purpose
+) -> Disclosed:
+    """read_record for an event loop: the disclosure's commit is awaited. Break-glass, which
+    counts and records under a lock shared by the gateway's processes, runs in a thread."""
+    if purpose in BREAK_GLASS_PURPOSES and REASON_HEADER in principal.request.headers:
+        return await asyncio.to_thread(read_record, gw, principal, record_id, purpose)
+    disclosed, disclosure = _decide(gw, principal, record_id, purpose)
+    if disclosure is not None:
+        await asyncio.wrap_future(gw.commits.queue_disclosure(disclosure))
+    return disclosed
+
+
+def _decide(
+    gw: Gateway, principal: Principal, record_id: bytes, purpose: Purpose
+) -> tuple[Disclosed, dict[str, Any] | None]:
+    """The record for this reader, and the disclosure to queue (None: nothing to log, or
+    logged already, as break-glass is)."""
     with gw.db.session() as s:
         found = Records(s).with_patient(record_id)
         if found is None:
@@ -53,7 +79,7 @@ def read_record(gw: Gateway, principal: Principal, record_id: bytes, purpose: Pu
         if row.status == "erased":
             raise errors.Gone("this record was erased at its patient's request")
         if principal.keyid == patient.address:  # patients always read their own records
-            return _open(gw, row, patient, None, None, break_glass=False)
+            return _open(gw, row, patient, None, None, break_glass=False), None
         if row.status != "anchored":
             raise errors.Conflict("this record is not anchored yet; retry in a moment")
     member = principal.require_member()
@@ -64,7 +90,7 @@ def read_record(gw: Gateway, principal: Principal, record_id: bytes, purpose: Pu
         )
     headers = principal.request.headers
     if purpose in BREAK_GLASS_PURPOSES and REASON_HEADER in headers:
-        return _break_glass(gw, principal, member, row, patient, purpose, headers)
+        return _break_glass(gw, principal, member, row, patient, purpose, headers), None
     if purpose is Purpose.BTG:
         raise errors.Forbidden(f"break-glass needs the signed headers {REASON_HEADER} and {ACTOR_HEADER}")
     head = gw.ledger.head()
@@ -75,9 +101,8 @@ def read_record(gw: Gateway, principal: Principal, record_id: bytes, purpose: Pu
             f"no consent of the patient lets {member} see {Category(row.category).name} for {purpose.name}"
         )
     disclosed = _open(gw, row, patient, consent_id, block, break_glass=False)
-    with gw.db.session() as s:  # queued: the relayer logs it on chain with the reader's signature
-        Disclosures(s).add(_row(gw, principal, member, row, purpose, block, consent_id, None, None))
-    return disclosed
+    # queued: the relayer logs it on chain with the reader's signature
+    return disclosed, _disclosure(gw, principal, member, row, purpose, block, consent_id, None, None)
 
 
 def _break_glass(
@@ -108,7 +133,9 @@ def _break_glass(
             raise errors.RateLimited(
                 f"break-glass limit reached: {used} in the last hour for {member}", retry_after_s=retry
             )
-        disclosures.add(_row(gw, principal, member, row, purpose, block, None, reason, actor))
+        disclosures.add(
+            DisclosureRow(**_disclosure(gw, principal, member, row, purpose, block, None, reason, actor))
+        )
         # opened inside the step: if it fails, the disclosure is not recorded either
         return _open(gw, row, patient, None, block, break_glass=True)
 
@@ -143,7 +170,7 @@ def _open(
     )
 
 
-def _row(
+def _disclosure(
     gw: Gateway,
     principal: Principal,
     member: str,
@@ -153,21 +180,23 @@ def _row(
     consent_id: bytes | None,
     reason: str | None,
     actor: str | None,
-) -> DisclosureRow:
+) -> dict[str, Any]:
+    """A disclosure row's values."""
     basis = consent_id if consent_id is not None else bytes(keccak(text=reason or ""))
-    return DisclosureRow(
-        record_id=row.record_id,
-        requester=principal.keyid,
-        member=member,
-        purpose=int(purpose),
-        break_glass=consent_id is None,
-        checked_block=block,
-        basis=basis,
-        request_hash=principal.request.message_hash,
-        signature=principal.request.signature,
-        signature_base=principal.request.signature_base,
-        acting_user=actor,
-        reason=reason,
-        status="pending",
-        created_at=datetime.fromtimestamp(gw.clock(), UTC),
-    )
+    return {
+        "record_id": row.record_id,
+        "requester": principal.keyid,
+        "member": member,
+        "purpose": int(purpose),
+        "break_glass": consent_id is None,
+        "checked_block": block,
+        "basis": basis,
+        "request_hash": principal.request.message_hash,
+        "signature": principal.request.signature,
+        "signature_base": principal.request.signature_base,
+        "acting_user": actor,
+        "reason": reason,
+        "status": "pending",
+        "reviewed": False,
+        "created_at": datetime.fromtimestamp(gw.clock(), UTC),
+    }

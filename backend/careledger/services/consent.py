@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,9 +14,9 @@ from careledger.codes import GRANTABLE_PURPOSES, Category, MemberStatus, mask
 from careledger.services import fhir, fhir_consent
 from careledger.services.enrollment import check_patient_signature
 from careledger.services.gateway import Gateway
-from careledger.services.jobs import JobStatus, job_status, queue_job
+from careledger.services.jobs import JobStatus, queue_job, queue_job_async, wait_for_job, wait_for_job_async
 from careledger.services.requests import Principal
-from careledger.store.repositories import ChainJobs, Patients
+from careledger.store.repositories import Patients
 
 ALL_CATEGORIES = mask(Category)
 GRANTABLE = mask(GRANTABLE_PURPOSES)
@@ -53,6 +51,23 @@ def submit_grant(
     gw: Gateway, principal: Principal, message: Mapping[str, Any], signature: bytes, *, wait_s: float = 10.0
 ) -> JobStatus:
     """Check a patient's signed grant (fields of the EIP-712 Grant) as the contract will, then relay it."""
+    job = queue_job(gw, "grant", _grant_job(gw, principal, message, signature))
+    return wait_for_job(gw, job, wait_s)
+
+
+async def submit_grant_async(
+    gw: Gateway, principal: Principal, message: Mapping[str, Any], signature: bytes, *, wait_s: float = 10.0
+) -> JobStatus:
+    """submit_grant for an event loop: the job's commit and its mining are awaited, so a
+    patient waiting for the chain holds no thread."""
+    job = await queue_job_async(gw, "grant", _grant_job(gw, principal, message, signature))
+    return await wait_for_job_async(gw, job, wait_s)
+
+
+def _grant_job(
+    gw: Gateway, principal: Principal, message: Mapping[str, Any], signature: bytes
+) -> dict[str, Any]:
+    """The relay job of a grant, once it passed the contract's own checks here."""
     grant = Grant(**message)
     if principal.keyid != grant.patient:
         raise errors.Forbidden("a grant is submitted by the patient who signed it")
@@ -67,8 +82,7 @@ def submit_grant(
     if gw.ledger.members.status_of(grant.grantee) is MemberStatus.NONE:
         raise errors.InvalidRequest(f"grantee {grant.grantee} is not a member of this network")
     check_patient_signature(gw, grant.patient, grant.digest(gw.ledger.consent_domain), signature)
-    job = queue_job(gw, "grant", {"message": grant.to_json(), "signature": signature.hex()})
-    return _waiter(gw).wait(job, wait_s)
+    return {"message": grant.to_json(), "signature": signature.hex()}
 
 
 def submit_revocation(
@@ -92,69 +106,7 @@ def submit_revocation(
         "index": consent.index,
         "signature": signature.hex(),
     }
-    return _waiter(gw).wait(queue_job(gw, "revoke", payload), wait_s)
-
-
-class _JobWaiter:
-    """Requests waiting for their relay jobs, answered by one poller thread per gateway
-    process (one query every POLL_S for all of them, instead of one per request)."""
-
-    POLL_S = 0.02
-    IDLE_EXIT_S = 2.0
-
-    def __init__(self, gw: Gateway) -> None:
-        self.gw = gw
-        self._lock = threading.Lock()
-        self._waiting: dict[int, threading.Event] = {}
-        self._thread: threading.Thread | None = None
-
-    def wait(self, job_id: int, timeout: float) -> JobStatus:
-        done = threading.Event()
-        with self._lock:
-            self._waiting[job_id] = done
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._poll, name="job-waiter", daemon=True)
-                self._thread.start()
-        try:
-            done.wait(timeout)
-        finally:
-            with self._lock:
-                self._waiting.pop(job_id, None)
-        return job_status(self.gw, job_id)
-
-    def _poll(self) -> None:
-        idle_since = time.monotonic()
-        while True:
-            with self._lock:
-                ids = list(self._waiting)
-                if not ids and time.monotonic() - idle_since > self.IDLE_EXIT_S:
-                    self._thread = None
-                    return
-            if ids:
-                idle_since = time.monotonic()
-                try:
-                    with self.gw.db.session() as s:
-                        finished = ChainJobs(s).finished_among(ids)
-                except Exception:  # noqa: BLE001 - the store is away: waiters time out, answer from job_status
-                    finished = []
-                with self._lock:
-                    for job_id in finished:
-                        event = self._waiting.get(job_id)
-                        if event is not None:
-                            event.set()
-            time.sleep(self.POLL_S)
-
-
-_WAITERS: dict[int, _JobWaiter] = {}
-_WAITERS_LOCK = threading.Lock()
-
-
-def _waiter(gw: Gateway) -> _JobWaiter:
-    with _WAITERS_LOCK:
-        waiter = _WAITERS.get(id(gw))
-        if waiter is None or waiter.gw is not gw:
-            waiter = _WAITERS[id(gw)] = _JobWaiter(gw)
-        return waiter
+    return wait_for_job(gw, queue_job(gw, "revoke", payload), wait_s)
 
 
 def consents_of(gw: Gateway, patient: str) -> list[ConsentView]:

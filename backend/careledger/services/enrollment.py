@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from eth_account import Account
-from eth_keys.exceptions import BadSignature
 from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 
@@ -21,6 +19,7 @@ from careledger import errors
 from careledger.chain.clients import erc1271_valid
 from careledger.chain.eip712 import Enrollment
 from careledger.codes import Role
+from careledger.crypto.secp256k1 import recover_address
 from careledger.services.gateway import Gateway
 from careledger.services.jobs import JobStatus, queue_job, wait_for_job
 from careledger.services.requests import Principal
@@ -97,11 +96,8 @@ def complete_enrollment(
 
 def check_patient_signature(gw: Gateway, patient: str, digest: bytes, signature: bytes) -> None:
     """A patient's EIP-712 signature, as the contracts will check it (ECDSA, else ERC-1271)."""
-    try:
-        if len(signature) == 65 and Account._recover_hash(digest, signature=signature) == patient:
-            return
-    except (ValueError, BadSignature, errors.CareLedgerError):  # BadSignature: no key recovers
-        pass
+    if recover_address(digest, signature) == patient:
+        return
     if not erc1271_valid(gw.ledger.w3, patient, digest, signature):
         raise errors.InvalidRequest("the signature is not the patient's over this message")
 

@@ -22,6 +22,7 @@ from careledger.crypto.keyfile import KeyRing, load_key_file, load_private_key
 from careledger.errors import ConfigurationError
 from careledger.services.relayer import Relayer
 from careledger.store.db import Database
+from careledger.store.group_commit import GroupCommit
 from careledger.store.migrate import upgrade
 
 
@@ -37,6 +38,10 @@ class Gateway:
     relayer: Relayer | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+
+    def __post_init__(self) -> None:
+        # nonces and disclosures of concurrent requests, committed together
+        self.commits = GroupCommit(self.db)
 
     def start_relayer(self) -> None:
         """Run the relayer in a background thread (it sends only while it holds the lease)."""
@@ -60,6 +65,7 @@ class Gateway:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        self.commits.close()
         self.db.dispose()
 
 
@@ -101,6 +107,7 @@ def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:
     ledger = Ledger.connect(
         settings.rpc_url, Deployment.load(settings.deployment_file), timeout=settings.rpc_timeout_s
     )
+    ledger.head_max_age_s = settings.head_max_age_s
     member = ledger.members.get_member(custodian)
     if member.status is MemberStatus.NONE or member.role is not Role.CLINIC:
         raise ConfigurationError(f"{custodian} is not a CLINIC member of this network")

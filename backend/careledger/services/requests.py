@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Future
+from functools import cached_property
 
 from careledger import errors
 from careledger.auth.signatures import CLOCK_SKEW_S, VerifiedRequest, origin_of, verify_request
 from careledger.chain.clients import erc1271_valid
 from careledger.codes import Role
 from careledger.services.gateway import Gateway
-from careledger.store.repositories import Nonces
 
 
-@dataclass(frozen=True)
 class Principal:
     """A verified signer: a member's key (with its member and role), or anyone else's
-    address, which can only ever be a patient asking about itself."""
+    address, which can only ever be a patient asking about itself. Whom a key signs for is
+    looked up on first use: a patient's request (a new key each time) never costs a
+    lookup on chain."""
 
-    keyid: str
-    member: str | None
-    role: Role
-    request: VerifiedRequest
+    def __init__(
+        self, keyid: str, request: VerifiedRequest, signs_for: Callable[[str], tuple[str | None, Role]]
+    ) -> None:
+        self.keyid = keyid
+        self.request = request
+        self._signs_for = signs_for
+
+    @cached_property
+    def _membership(self) -> tuple[str | None, Role]:
+        return self._signs_for(self.keyid)
+
+    @property
+    def member(self) -> str | None:
+        return self._membership[0]
+
+    @property
+    def role(self) -> Role:
+        return self._membership[1]
 
     @property
     def is_member(self) -> bool:
@@ -35,7 +52,7 @@ class Principal:
         return self.member
 
 
-def authenticate(
+def identify(
     gw: Gateway,
     *,
     method: str,
@@ -44,7 +61,8 @@ def authenticate(
     headers: dict[str, str],
     host: str | None,
 ) -> Principal:
-    """Verify a signed request addressed to this gateway; every failure is AuthenticationFailed."""
+    """Verify a signed request addressed to this gateway (every failure is
+    AuthenticationFailed); its nonce is not spent yet: see authenticate."""
     origin = origin_of(gw.settings.endpoint)
     scheme = origin.split("://", 1)[0]
     verified = verify_request(
@@ -56,7 +74,43 @@ def authenticate(
         contract_check=lambda keyid, digest, sig: erc1271_valid(gw.ledger.w3, keyid, digest, sig),
         host_target_uri=f"{scheme}://{host}{path_and_query}" if host else None,
     )
-    with gw.db.session() as s:
-        Nonces(s).use(verified.keyid, verified.params.nonce, verified.params.expires + CLOCK_SKEW_S)
-    member, role = gw.ledger.members.active_signer(verified.keyid)
-    return Principal(verified.keyid, member, role, verified)
+    return Principal(verified.keyid, verified, gw.ledger.members.active_signer)
+
+
+def authenticate(
+    gw: Gateway,
+    *,
+    method: str,
+    path_and_query: str,
+    body: bytes,
+    headers: dict[str, str],
+    host: str | None,
+) -> Principal:
+    """identify, then spend the nonce (NonceReused if it was used); blocks until committed."""
+    principal = identify(
+        gw, method=method, path_and_query=path_and_query, body=body, headers=headers, host=host
+    )
+    _spend(gw, principal).result()
+    return principal
+
+
+async def authenticate_async(
+    gw: Gateway,
+    *,
+    method: str,
+    path_and_query: str,
+    body: bytes,
+    headers: dict[str, str],
+    host: str | None,
+) -> Principal:
+    """authenticate for an event loop: the nonce's commit is awaited, not waited for."""
+    principal = identify(
+        gw, method=method, path_and_query=path_and_query, body=body, headers=headers, host=host
+    )
+    await asyncio.wrap_future(_spend(gw, principal))
+    return principal
+
+
+def _spend(gw: Gateway, principal: Principal) -> Future[None]:
+    params = principal.request.params
+    return gw.commits.spend_nonce(principal.keyid, params.nonce, params.expires + CLOCK_SKEW_S)

@@ -31,6 +31,7 @@ from tests.backend.gateways import (
     consent_grant,
     enroll,
     observation,
+    past_head_max_age,
     running_gateway,
     wait_anchored,
     wait_until,
@@ -303,6 +304,7 @@ def test_read_record_refused_once_member_suspended(cluster: Cluster, gateway_a: 
 
     pid = members.propose_suspend(council[0], member.address)
     assert members.vote(council[1], pid)
+    past_head_max_age()  # the suspension was mined elsewhere: the gateway sees it within the bound
     refused = _send(member.key, "GET", _record_url(url, records["Claim"], "HPAYMT"))
     _problem(refused, 403, member.address, "does not sign for an active member")
 

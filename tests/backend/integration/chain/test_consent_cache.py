@@ -193,3 +193,42 @@ def test_audit_replay_reproduces_batched_grants() -> None:
         assert len(report.disclosures) == 1
     finally:
         devnet.anvil.stop()
+
+
+def _mine(cluster: Cluster) -> int:
+    cluster.ledger.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    return int(cluster.ledger.w3.eth.block_number)
+
+
+def test_a_head_younger_than_the_allowed_age_is_handed_out_again(cluster: Cluster) -> None:
+    watcher = cluster.ledger.watcher
+    first = watcher.head()
+    mined = _mine(cluster)
+    assert watcher.head(max_age_s=60).number == first.number  # young enough: no RPC
+    assert watcher.head().number == mined  # no age allowed: read after the call began
+
+
+def test_reached_block_is_never_older_than_the_head_handed_out(cluster: Cluster) -> None:
+    """Read your writes: a block this process saw mined beats any allowed age."""
+    watcher = cluster.ledger.watcher
+    watcher.head()
+    mined = _mine(cluster)
+    watcher.reached(mined)
+    assert watcher.head(max_age_s=60).number == mined
+    watcher.reached(mined - 1)  # older than the head: nothing to do
+    assert watcher.head(max_age_s=60).number == mined
+
+
+def test_a_head_past_half_its_age_is_refreshed_in_the_background(cluster: Cluster) -> None:
+    watcher = cluster.ledger.watcher
+    age = 1.0
+    fetched = time.monotonic()
+    first = watcher.head()
+    mined = _mine(cluster)
+    time.sleep(age / 2 + 0.05)
+    assert watcher.head(max_age_s=age).number == first.number  # still allowed: answered at once
+    # ... and refreshed meanwhile, before the old head is too old to hand out at all
+    while watcher.head(max_age_s=age).number != mined and time.monotonic() < fetched + age - 0.1:
+        time.sleep(0.01)
+    assert time.monotonic() < fetched + age
+    assert watcher.head(max_age_s=age).number == mined
