@@ -39,7 +39,7 @@ BUCKETS = {
     "_open": "decryption (AES-256-GCM, key unwrap)",
     "_log": "disclosure queued (insert + commit)",
     "by_record_id": "record lookup",
-    "with_patient": "record and patient lookup",
+    "readable_record": "record and patient lookup",
     "parse_json": "JSON parse",
     "split_transaction": "FHIR validation",
     "check_record": "FHIR validation",

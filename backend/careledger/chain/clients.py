@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 from eth_abi.abi import encode as abi_encode
 from eth_account import Account
@@ -36,6 +33,7 @@ from careledger.chain.eip712 import (
     Revocation,
 )
 from careledger.chain.reverts import RevertDecoder
+from careledger.chain.rpc import RawRpc, RpcRefused
 from careledger.chain.sender import Sender, _revert_data
 from careledger.codes import MemberStatus, Role
 
@@ -789,6 +787,7 @@ class Ledger:
         self.consents = ConsentRegistryClient(self)
         self.records = RecordRegistryClient(self)
         self.access = AccessLogClient(self)
+        self.rpc = RawRpc(str(getattr(w3.provider, "endpoint_uri", "")), rpc_timeout)
         self.watcher = HeadWatcher(self)
         # How old a head may be when it is handed out (a gateway sets it from its settings).
         self.head_max_age_s = 0.0
@@ -805,7 +804,7 @@ class Ledger:
         return cls(w3, deployment, rpc_timeout=timeout)
 
     def sender(self, private_key: bytes | str) -> Sender:
-        return Sender(self.w3, Account.from_key(private_key), self.decoder)
+        return Sender(self.w3, Account.from_key(private_key), self.decoder, rpc=self.rpc)
 
     @property
     def consent_domain(self) -> Domain:
@@ -893,8 +892,6 @@ class HeadWatcher:
         self._refresh_wanted = threading.Event()
         self._head: Head | None = None
         self.generation = 0
-        self._endpoint = urlsplit(str(getattr(ledger.w3.provider, "endpoint_uri", "")))
-        self._local = threading.local()
         self.consents: dict[tuple[str, str, int, int], _Permit] = {}
         self.signers: dict[str, tuple[str | None, Role]] = {}
         self.statuses: dict[str, MemberStatus] = {}
@@ -1018,31 +1015,10 @@ class HeadWatcher:
         self.statuses.clear()
 
     def _rpc(self, method: str, params: list[Any]) -> Any:
-        """One JSON-RPC call on this thread's keep-alive connection (web3's request stack
-        costs several times the call itself, and this runs for every request served)."""
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-        for attempt in range(2):
-            conn = getattr(self._local, "conn", None)
-            if conn is None:
-                kind = (
-                    http.client.HTTPSConnection
-                    if self._endpoint.scheme == "https"
-                    else http.client.HTTPConnection
-                )
-                conn = self._local.conn = kind(self._endpoint.netloc, timeout=self.ledger.rpc_timeout)
-            try:
-                conn.request("POST", self._endpoint.path or "/", body, {"Content-Type": "application/json"})
-                response = conn.getresponse()
-                answer = json.loads(response.read())
-                break
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                conn.close()
-                self._local.conn = None
-                if attempt:
-                    raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
-        if "error" in answer:
-            raise errors.ChainUnavailable(f"{method}: {answer['error']}")
-        return answer["result"]
+        try:
+            return self.ledger.rpc.call(method, params)
+        except RpcRefused as exc:
+            raise errors.ChainUnavailable(str(exc)) from None
 
 
 def connect(rpc_url: str, *, timeout: float = 10.0) -> Web3:

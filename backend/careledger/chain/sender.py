@@ -16,10 +16,11 @@ from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractConstructor, ContractFunction
 from web3.exceptions import ContractLogicError, TimeExhausted, Web3RPCError
-from web3.types import Nonce, RPCEndpoint, TxParams, TxReceipt, Wei
+from web3.types import Nonce, TxParams, TxReceipt, Wei
 
 from careledger import errors
 from careledger.chain.reverts import RevertDecoder
+from careledger.chain.rpc import RawRpc, RpcRefused
 
 GAS_HEADROOM = 1.2
 
@@ -45,8 +46,10 @@ class Sender:
         *,
         receipt_timeout: float = 60.0,
         poll_latency: float = 0.02,
+        rpc: RawRpc | None = None,
     ) -> None:
         self.w3 = w3
+        self.rpc = rpc or RawRpc(str(getattr(w3.provider, "endpoint_uri", "")), receipt_timeout)
         self.account = account
         self._decoder = decoder
         self._lock = threading.Lock()
@@ -98,14 +101,14 @@ class Sender:
     def sign_data(self, contract: str, to: str, data: bytes, *, gas: int | None = None) -> SignedTx:
         """sign() for calldata encoded by the caller (large batches: web3's contract-function
         path encodes them slowly, and twice — to estimate and to build)."""
-        call: TxParams = {"from": self.account.address, "to": Web3.to_checksum_address(to), "data": data}
+        to = Web3.to_checksum_address(to)
         if gas is None:
-            gas = int(self._estimate_params(contract, call) * GAS_HEADROOM)
+            gas = int(self._estimate_data(contract, to, data) * GAS_HEADROOM)
         with self._lock:
             max_fee, tip = self._fees()
             nonce = self._next_nonce()
             tx: dict[str, Any] = {
-                "to": call["to"],
+                "to": to,
                 "data": data,
                 "value": 0,
                 "nonce": nonce,
@@ -122,26 +125,18 @@ class Sender:
     def broadcast(self, contract: str, signed: SignedTx) -> None:
         """Hand a signed transaction to the node (again, after a crash: that is harmless)."""
         try:
-            self.w3.eth.send_raw_transaction(signed.raw)
-        except Web3RPCError as exc:
+            self.rpc.call("eth_sendRawTransaction", ["0x" + signed.raw.hex()])
+        except RpcRefused as exc:
             if "already" in str(exc).lower():  # known to the node already
                 return
             self._nonce = None  # resynchronise from the node on the next signature
             raise errors.TransactionFailed(f"{contract}: the node refused the transaction: {exc}") from None
-        except (OSError, ConnectionError) as exc:
-            raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
 
     def receipt(self, tx_hash: str) -> TxReceipt | None:
         """The receipt of a mined transaction, None while it is not mined. Status, block and
         gas come as ints; the logs stay as the node sent them (formatting a thousand logs the
         web3 way costs more than the relayer's whole step): decode them with the clients."""
-        try:
-            answer = self.w3.provider.make_request(RPCEndpoint("eth_getTransactionReceipt"), [tx_hash])
-        except (OSError, ConnectionError) as exc:
-            raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
-        if "error" in answer:
-            raise errors.ChainUnavailable(f"eth_getTransactionReceipt: {answer['error']}")
-        raw = answer.get("result")
+        raw = self._ask("eth_getTransactionReceipt", [tx_hash])
         if raw is None:
             return None
         receipt = {
@@ -155,10 +150,13 @@ class Sender:
 
     def confirmed_nonce(self) -> int:
         """How many of this key's transactions are mined."""
+        return int(self._ask("eth_getTransactionCount", [self.address, "latest"]), 16)
+
+    def _ask(self, method: str, params: list[Any]) -> Any:
         try:
-            return int(self.w3.eth.get_transaction_count(self.account.address, "latest"))
-        except (OSError, ConnectionError) as exc:
-            raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
+            return self.rpc.call(method, params)
+        except RpcRefused as exc:
+            raise errors.ChainUnavailable(str(exc)) from None
 
     def resync(self) -> None:
         """Forget the local nonce; the next signature asks the node."""
@@ -192,29 +190,29 @@ class Sender:
         except (OSError, ConnectionError) as exc:
             raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
 
-    def _estimate_params(self, contract: str, params: TxParams) -> int:
+    def _estimate_data(self, contract: str, to: str, data: bytes) -> int:
+        call = {"from": self.address, "to": to, "data": "0x" + data.hex()}
         try:
-            return int(self.w3.eth.estimate_gas(params))
-        except ContractLogicError as exc:
-            raise self._decoder.decode(contract, _revert_data(exc)) from None
-        except Web3RPCError as exc:
+            return int(self.rpc.call("eth_estimateGas", [call]), 16)
+        except RpcRefused as exc:
+            if "revert" in str(exc).lower():
+                raise self._decoder.decode(contract, exc.revert_data) from None
             raise errors.TransactionFailed(f"{contract}: {exc}") from None
-        except (OSError, ConnectionError) as exc:
-            raise errors.ChainUnavailable(f"chain unreachable: {exc}") from None
 
     def _next_nonce(self) -> int:
         if self._nonce is None:
-            self._nonce = int(self.w3.eth.get_transaction_count(self.account.address, "pending"))
+            self._nonce = int(self._ask("eth_getTransactionCount", [self.address, "pending"]), 16)
         return self._nonce
 
     def _chain(self) -> int:
         if self._chain_id is None:
-            self._chain_id = int(self.w3.eth.chain_id)
+            self._chain_id = int(self._ask("eth_chainId", []), 16)
         return self._chain_id
 
     def _fees(self) -> tuple[Wei, Wei]:
         """(maxFeePerGas, maxPriorityFeePerGas): room for the base fee to double, a 1 gwei tip."""
-        base = int(self.w3.eth.get_block("latest").get("baseFeePerGas", 0) or 0)
+        block = self._ask("eth_getBlockByNumber", ["latest", False])
+        base = int(block.get("baseFeePerGas") or "0x0", 16)
         tip = 1_000_000_000 if base else 0
         return Wei(2 * base + tip), Wei(tip)
 

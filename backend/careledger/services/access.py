@@ -17,8 +17,8 @@ from careledger.crypto.envelope import SealedRecord, open_record
 from careledger.services import keys
 from careledger.services.gateway import Gateway
 from careledger.services.requests import Principal
-from careledger.store.models import DisclosureRow, PatientRow, RecordRow
-from careledger.store.repositories import Disclosures, Records
+from careledger.store.models import DisclosureRow
+from careledger.store.repositories import Disclosures, ReadableRecord, readable_record
 
 REASON_HEADER = "careledger-break-glass-reason"
 ACTOR_HEADER = "careledger-acting-user"
@@ -71,17 +71,16 @@ def _decide(
 ) -> tuple[Disclosed, dict[str, Any] | None]:
     """The record for this reader, and the disclosure to queue (None: nothing to log, or
     logged already, as break-glass is)."""
-    with gw.db.session() as s:
-        found = Records(s).with_patient(record_id)
-        if found is None:
-            raise errors.NotFound("no such record at this custodian")
-        row, patient = found
-        if row.status == "erased":
-            raise errors.Gone("this record was erased at its patient's request")
-        if principal.keyid == patient.address:  # patients always read their own records
-            return _open(gw, row, patient, None, None, break_glass=False), None
-        if row.status != "anchored":
-            raise errors.Conflict("this record is not anchored yet; retry in a moment")
+    with gw.db.connection() as conn:
+        row = readable_record(conn, record_id)
+    if row is None:
+        raise errors.NotFound("no such record at this custodian")
+    if row.status == "erased":
+        raise errors.Gone("this record was erased at its patient's request")
+    if principal.keyid == row.patient:  # patients always read their own records
+        return _open(gw, row, None, None, break_glass=False), None
+    if row.status != "anchored":
+        raise errors.Conflict("this record is not anchored yet; retry in a moment")
     member = principal.require_member()
     if len(principal.request.signature) != 65:
         # The access log carries the reader's 65-byte signature; contract keys sign otherwise.
@@ -90,17 +89,17 @@ def _decide(
         )
     headers = principal.request.headers
     if purpose in BREAK_GLASS_PURPOSES and REASON_HEADER in headers:
-        return _break_glass(gw, principal, member, row, patient, purpose, headers), None
+        return _break_glass(gw, principal, member, row, purpose, headers), None
     if purpose is Purpose.BTG:
         raise errors.Forbidden(f"break-glass needs the signed headers {REASON_HEADER} and {ACTOR_HEADER}")
     head = gw.ledger.head()
-    consent_id = gw.ledger.consents.permitted(patient.address, member, row.category, purpose, head)
+    consent_id = gw.ledger.consents.permitted(row.patient, member, row.category, purpose, head)
     block = head.number
     if consent_id is None:
         raise errors.Forbidden(
             f"no consent of the patient lets {member} see {Category(row.category).name} for {purpose.name}"
         )
-    disclosed = _open(gw, row, patient, consent_id, block, break_glass=False)
+    disclosed = _open(gw, row, consent_id, block, break_glass=False)
     # queued: the relayer logs it on chain with the reader's signature
     return disclosed, _disclosure(gw, principal, member, row, purpose, block, consent_id, None, None)
 
@@ -109,8 +108,7 @@ def _break_glass(
     gw: Gateway,
     principal: Principal,
     member: str,
-    row: RecordRow,
-    patient: PatientRow,
+    row: ReadableRecord,
     purpose: Purpose,
     headers: dict[str, str],
 ) -> Disclosed:
@@ -137,26 +135,25 @@ def _break_glass(
             DisclosureRow(**_disclosure(gw, principal, member, row, purpose, block, None, reason, actor))
         )
         # opened inside the step: if it fails, the disclosure is not recorded either
-        return _open(gw, row, patient, None, block, break_glass=True)
+        return _open(gw, row, None, block, break_glass=True)
 
 
 def _open(
     gw: Gateway,
-    row: RecordRow,
-    patient: PatientRow,
+    row: ReadableRecord,
     consent_id: bytes | None,
     block: int | None,
     *,
     break_glass: bool,
 ) -> Disclosed:
     assert row.ciphertext and row.sealed_meta and row.wrapped_key and row.kek_id and row.ciphertext_sha256
-    aad = keys.aad_of(gw.custodian, patient.address, row.resource_type, row.resource_id, row.version)
+    aad = keys.aad_of(gw.custodian, row.patient, row.resource_type, row.resource_id, row.version)
     sealed = SealedRecord(row.ciphertext, row.sealed_meta, row.wrapped_key, row.kek_id)
     content, meta = keys.opening(gw, lambda kek: open_record(sealed, aad, kek))
     return Disclosed(
         content=content,
         record_id=row.record_id,
-        patient=patient.address,
+        patient=row.patient,
         resource_type=row.resource_type,
         resource_id=row.resource_id,
         version=row.version,
@@ -174,7 +171,7 @@ def _disclosure(
     gw: Gateway,
     principal: Principal,
     member: str,
-    row: RecordRow,
+    row: ReadableRecord,
     purpose: Purpose,
     block: int,
     consent_id: bytes | None,

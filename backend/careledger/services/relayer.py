@@ -32,7 +32,7 @@ from careledger.chain.eip712 import Enrollment, Erasure, Grant, Revocation
 from careledger.chain.sender import Call, Receipt, Sender, SignedTx
 from careledger.config import Settings
 from careledger.store.db import Database, Session
-from careledger.store.models import AnchorBatchRow, ChainTxRow, DisclosureRow
+from careledger.store.models import AnchorBatchRow, ChainTxRow
 from careledger.store.repositories import (
     Batches,
     ChainJobs,
@@ -421,11 +421,10 @@ class Relayer:
         cap = self.settings.anchor_batch_max
         with self.db.session() as s:
             records = Records(s)
-            pending = records.pending_entries(cap)
-            if not self._due(
-                records.oldest_pending_created_at(), len(pending), cap, self.settings.anchor_batch_max_age_s
-            ):
+            count, oldest = records.pending_summary(cap)
+            if not self._due(oldest, count, cap, self.settings.anchor_batch_max_age_s):
                 return False
+            pending = records.pending_entries(cap)
         # Leaf order is the contract's: grouped by patient, first seen first.
         groups: dict[str, list[tuple[int, RecordEntry]]] = {}
         for row_id, address, category, commitment, supersedes in pending:
@@ -477,40 +476,36 @@ class Relayer:
     def _log_due(self) -> bool:
         cap = self.settings.log_batch_max
         with self.db.session() as s:
-            pending = list(Disclosures(s).pending(cap))
-            oldest = min((d.created_at for d in pending), default=None)
-            if not self._due(oldest, len(pending), cap, self.settings.log_batch_max_age_s):
+            disclosures = Disclosures(s)
+            count, oldest = disclosures.pending_summary(cap)
+            if not self._due(oldest, count, cap, self.settings.log_batch_max_age_s):
                 return False
-            for row in pending:
-                if not _loggable(row):  # never let one bad row stall the whole log
-                    row.status = "unloggable"
-                    log.error(
-                        "disclosure %s cannot be logged on chain (signature not 65-byte r||s||v)", row.id
-                    )
-            pending = [d for d in pending if d.status == "pending"]
+            pending = disclosures.pending_entries(cap)
+            unloggable = [row.id for row in pending if not _loggable(row.signature)]
+            if unloggable:  # never let one bad row stall the whole log
+                disclosures.set_status(unloggable, "unloggable")
+                log.error(
+                    "disclosures %s cannot be logged on chain (signature not 65-byte r||s||v)", unloggable
+                )
+            pending = [row for row in pending if row.id not in unloggable]
             if not pending:
                 return True
-            ids = [d.id for d in pending]
-            entries = [_disclosure(d) for d in pending]
+        ids = [row.id for row in pending]
+        entries = [Disclosure(*row[1:]) for row in pending]
         signed = self.sender.sign_data(
             "AccessLog", self.ledger.access.address, self.ledger.access.log_data(entries)
         )
 
         def attach(s: Session, tx_id: int) -> None:
-            for row in Disclosures(s).by_ids(ids):
-                row.status, row.tx_id = "sending", tx_id
+            Disclosures(s).set_status(ids, "sending", tx_id)
 
         self._store_and_broadcast("log", signed, attach)
         return True
 
     def _settle_log(self, s: Session, tx: ChainTxRow, ok: bool) -> None:
-        rows = Disclosures(s).by_tx(tx.id)
-        for row in rows:
-            row.status = "logged" if ok else "pending"
-            if not ok:
-                row.tx_id = None
+        logged = Disclosures(s).settle_tx(tx.id, ok)
         if ok:
-            self.stats.disclosures_logged += len(rows)
+            self.stats.disclosures_logged += logged
 
 
 def _revert_bytes(exc: Exception) -> bytes:
@@ -520,25 +515,12 @@ def _revert_bytes(exc: Exception) -> bytes:
     return b""
 
 
-def _loggable(row: DisclosureRow) -> bool:
+def _loggable(signature: bytes) -> bool:
     try:
-        compact_signature(row.signature)
+        compact_signature(signature)
     except errors.InvalidSignatureFormat:
         return False
     return True
-
-
-def _disclosure(row: DisclosureRow) -> Disclosure:
-    return Disclosure(
-        record_id=row.record_id,
-        requester=row.requester,
-        purpose=row.purpose,
-        break_glass=row.break_glass,
-        checked_block=row.checked_block,
-        basis=row.basis,
-        request_hash=row.request_hash,
-        signature=row.signature,
-    )
 
 
 def _now(clock: Callable[[], float]) -> datetime:

@@ -6,13 +6,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from careledger.errors import StoreConflict, StoreUnavailable
 
-__all__ = ["Database", "Session", "make_engine"]
+__all__ = ["Connection", "Database", "Session", "make_engine"]
 
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -72,6 +72,15 @@ class Database:
             raise StoreUnavailable(f"database unavailable: {exc.orig.__class__.__name__}") from None
         except IntegrityError:
             raise StoreConflict("a concurrent change got there first") from None
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A plain connection for a few reads on the hot path (no ORM session around them)."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreUnavailable(f"database unavailable: {exc.orig.__class__.__name__}") from None
 
     def lock(self, session: Session, name: str) -> None:
         """Serialise a critical section with every process of this gateway until `session`

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import NamedTuple
 
-from sqlalchemy import Row, case, delete, func, select, update
+from sqlalchemy import Connection, Row, bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -51,6 +52,50 @@ class Patients:
         return row
 
 
+class ReadableRecord(NamedTuple):
+    """What serving a read needs of a record version, and its patient's address."""
+
+    record_id: bytes
+    patient: str
+    status: str
+    resource_type: str
+    resource_id: str
+    version: int
+    category: int
+    commitment: bytes
+    ciphertext: bytes | None
+    sealed_meta: bytes | None
+    wrapped_key: bytes | None
+    kek_id: str | None
+    ciphertext_sha256: bytes | None
+
+
+# Built once: composing a statement costs several times running it (SQLAlchemy's cache key).
+_READABLE = (
+    select(RecordRow.record_id, PatientRow.address, RecordRow.status, RecordRow.resource_type,
+           RecordRow.resource_id, RecordRow.version, RecordRow.category, RecordRow.commitment,
+           RecordRow.ciphertext, RecordRow.sealed_meta, RecordRow.wrapped_key, RecordRow.kek_id,
+           RecordRow.ciphertext_sha256)
+    .join(PatientRow, PatientRow.id == RecordRow.patient_id)
+    .where(RecordRow.record_id == bindparam("record_id"))
+)  # fmt: skip
+
+
+def readable_record(conn: Connection, record_id: bytes) -> ReadableRecord | None:
+    """A record version with its patient, for reading: one prepared query on a plain connection."""
+    row = conn.execute(_READABLE, {"record_id": record_id}).first()
+    return None if row is None else ReadableRecord._make(row)
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    """A min()/max() of a timestamp column: SQLite hands it back as naive text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
 class Records:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -60,15 +105,6 @@ class Records:
 
     def by_record_id(self, record_id: bytes) -> RecordRow | None:
         return self.s.scalar(select(RecordRow).where(RecordRow.record_id == record_id))
-
-    def with_patient(self, record_id: bytes) -> tuple[RecordRow, PatientRow] | None:
-        """A record and its patient, in one query."""
-        row = self.s.execute(
-            select(RecordRow, PatientRow)
-            .join(PatientRow, PatientRow.id == RecordRow.patient_id)
-            .where(RecordRow.record_id == record_id)
-        ).first()
-        return None if row is None else (row[0], row[1])
 
     def latest_of(self, patient_id: int, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RecordRow]:
         """The latest version of each (resource type, id) of a patient that has one, in one query."""
@@ -139,6 +175,18 @@ class Records:
             .where(RecordRow.status == "pending", RecordRow.batch_id.is_(None))
             .order_by(RecordRow.id).limit(limit)
         ).all()  # fmt: skip
+
+    def pending_summary(self, limit: int) -> tuple[int, datetime | None]:
+        """How many of the oldest `limit` records wait for a batch, and the oldest's time."""
+        oldest = (
+            select(RecordRow.created_at)
+            .where(RecordRow.status == "pending", RecordRow.batch_id.is_(None))
+            .order_by(RecordRow.id)
+            .limit(limit)
+            .subquery()
+        )
+        count, first = self.s.execute(select(func.count(), func.min(oldest.c.created_at))).one()
+        return int(count or 0), _aware(first)
 
     def assign_batch(self, batch_id: int, row_ids: Sequence[int]) -> None:
         """Put rows into a batch at leaf indexes 0, 1, ... in the order given (one statement)."""
@@ -212,6 +260,9 @@ class Batches:
         return self.s.scalar(select(AnchorBatchRow).where(AnchorBatchRow.tx_id == tx_id))
 
 
+PendingEntry = Row[int, bytes, str, int, bool, int, bytes, bytes, bytes]
+
+
 class Disclosures:
     def __init__(self, session: Session) -> None:
         self.s = session
@@ -228,6 +279,53 @@ class Disclosures:
             .order_by(DisclosureRow.id)
             .limit(limit)
         ).all()
+
+    def pending_summary(self, limit: int) -> tuple[int, datetime | None]:
+        """How many of the oldest `limit` disclosures wait for the log, and the oldest's time
+        (a cheap look before loading a batch)."""
+        oldest = (
+            select(DisclosureRow.created_at)
+            .where(DisclosureRow.status == "pending")
+            .order_by(DisclosureRow.id)
+            .limit(limit)
+            .subquery()
+        )
+        count, first = self.s.execute(select(func.count(), func.min(oldest.c.created_at))).one()
+        return int(count or 0), _aware(first)
+
+    def pending_entries(
+        self, limit: int
+    ) -> Sequence[Row[int, bytes, str, int, bool, int, bytes, bytes, bytes]]:
+        """(id, record_id, requester, purpose, break_glass, checked_block, basis, request_hash,
+        signature) of the oldest pending disclosures: what the log entry needs, nothing more."""
+        return self.s.execute(
+            select(DisclosureRow.id, DisclosureRow.record_id, DisclosureRow.requester, DisclosureRow.purpose,
+                   DisclosureRow.break_glass, DisclosureRow.checked_block, DisclosureRow.basis,
+                   DisclosureRow.request_hash, DisclosureRow.signature)
+            .where(DisclosureRow.status == "pending")
+            .order_by(DisclosureRow.id)
+            .limit(limit)
+        ).all()  # fmt: skip
+
+    def set_status(self, ids: Sequence[int], status: str, tx_id: int | None = None) -> None:
+        """One UPDATE for many rows: their status, and the transaction carrying them."""
+        if ids:
+            self.s.execute(
+                update(DisclosureRow)
+                .where(DisclosureRow.id.in_(ids))
+                .values(status=status, tx_id=tx_id)
+                .execution_options(synchronize_session=False)
+            )
+
+    def settle_tx(self, tx_id: int, logged: bool) -> int:
+        """A log transaction ended: its rows are logged, or wait for the next batch; how many."""
+        result = self.s.execute(
+            update(DisclosureRow)
+            .where(DisclosureRow.tx_id == tx_id)
+            .values(status="logged" if logged else "pending", tx_id=tx_id if logged else None)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
     def by_ids(self, ids: Sequence[int]) -> Sequence[DisclosureRow]:
         return self.s.scalars(select(DisclosureRow).where(DisclosureRow.id.in_(ids))).all()
@@ -250,11 +348,7 @@ class Disclosures:
                 DisclosureRow.created_at >= since,
             )
         ).one()
-        if isinstance(oldest, str):  # SQLite's min() of the column comes back as text
-            oldest = datetime.fromisoformat(oldest)
-        if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=UTC)
-        return int(count or 0), oldest
+        return int(count or 0), _aware(oldest)
 
     def count_by_status(self) -> dict[str, int]:
         rows = self.s.execute(select(DisclosureRow.status, func.count()).group_by(DisclosureRow.status)).all()
