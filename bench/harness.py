@@ -204,10 +204,9 @@ def cell(
                 "CARELEDGER_RELAYER_KEY_FILE": str(relayer),
                 "CARELEDGER_WORKERS": str(workers),
                 "CARELEDGER_LOG_LEVEL": "WARNING",
+                # the largest batches the settings allow; the ages stay the defaults (0.5 s, 0.2 s)
                 "CARELEDGER_ANCHOR_BATCH_MAX": "1000",
-                "CARELEDGER_ANCHOR_BATCH_MAX_AGE_S": "0.05",
                 "CARELEDGER_LOG_BATCH_MAX": "500",
-                "CARELEDGER_LOG_BATCH_MAX_AGE_S": "0.05",
                 **(env or {}),
             }
             log = directory / f"gateway-{mode.name}-{db_kind}.log"

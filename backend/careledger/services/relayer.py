@@ -227,10 +227,7 @@ class Relayer:
         """Finish the unsettled transactions the chain has consumed the nonce of, in nonce
         order; (how many are still in flight, whether any was finished)."""
         with self.db.session() as s:
-            unsettled = [
-                (t.id, t.purpose, t.tx_hash, t.raw, t.nonce)
-                for t in ChainTxs(s).unsettled(self.sender.address)
-            ]
+            unsettled = ChainTxs(s).unsettled(self.sender.address)
         if not unsettled:
             return 0, False
         # The nonce first, then the receipt: read the other way round, a transaction

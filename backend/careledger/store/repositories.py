@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import NamedTuple
+from functools import lru_cache
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, bindparam, case, delete, func, select, update
+from sqlalchemy import Connection, Row, Select, bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -178,14 +179,7 @@ class Records:
 
     def pending_summary(self, limit: int) -> tuple[int, datetime | None]:
         """How many of the oldest `limit` records wait for a batch, and the oldest's time."""
-        oldest = (
-            select(RecordRow.created_at)
-            .where(RecordRow.status == "pending", RecordRow.batch_id.is_(None))
-            .order_by(RecordRow.id)
-            .limit(limit)
-            .subquery()
-        )
-        count, first = self.s.execute(select(func.count(), func.min(oldest.c.created_at))).one()
+        count, first = self.s.execute(_RECORDS_WAITING, {"limit": limit}).one()
         return int(count or 0), _aware(first)
 
     def assign_batch(self, batch_id: int, row_ids: Sequence[int]) -> None:
@@ -283,14 +277,7 @@ class Disclosures:
     def pending_summary(self, limit: int) -> tuple[int, datetime | None]:
         """How many of the oldest `limit` disclosures wait for the log, and the oldest's time
         (a cheap look before loading a batch)."""
-        oldest = (
-            select(DisclosureRow.created_at)
-            .where(DisclosureRow.status == "pending")
-            .order_by(DisclosureRow.id)
-            .limit(limit)
-            .subquery()
-        )
-        count, first = self.s.execute(select(func.count(), func.min(oldest.c.created_at))).one()
+        count, first = self.s.execute(_DISCLOSURES_WAITING, {"limit": limit}).one()
         return int(count or 0), _aware(first)
 
     def pending_entries(
@@ -367,13 +354,10 @@ class ChainTxs:
     def by_id(self, tx_id: int) -> ChainTxRow | None:
         return self.s.get(ChainTxRow, tx_id)
 
-    def unsettled(self, sender: str) -> Sequence[ChainTxRow]:
-        """Signed but not known to be mined, oldest first."""
-        return self.s.scalars(
-            select(ChainTxRow)
-            .where(ChainTxRow.sender == sender, ChainTxRow.status == "signed")
-            .order_by(ChainTxRow.nonce)
-        ).all()
+    def unsettled(self, sender: str) -> Sequence[Row[int, str, str, bytes, int]]:
+        """(id, purpose, tx_hash, raw, nonce) of the transactions signed but not known to be
+        mined, lowest nonce first."""
+        return self.s.execute(_UNSETTLED, {"sender": sender}).all()
 
 
 class ChainJobs:
@@ -388,12 +372,9 @@ class ChainJobs:
     def by_id(self, job_id: int) -> ChainJobRow | None:
         return self.s.get(ChainJobRow, job_id)
 
-    def next_pending(self, priority: Sequence[str]) -> ChainJobRow | None:
+    def next_pending(self, priority: tuple[str, ...]) -> ChainJobRow | None:
         """The oldest pending job of the first kind in `priority` that has one."""
-        rank = case({kind: i for i, kind in enumerate(priority)}, value=ChainJobRow.kind, else_=len(priority))
-        return self.s.scalar(
-            select(ChainJobRow).where(ChainJobRow.status == "pending").order_by(rank, ChainJobRow.id).limit(1)
-        )
+        return self.s.scalar(_next_job(priority))
 
     def by_tx(self, tx_id: int) -> Sequence[ChainJobRow]:
         return self.s.scalars(select(ChainJobRow).where(ChainJobRow.tx_id == tx_id)).all()
@@ -485,10 +466,7 @@ class GatewayState:
         self.s = session
 
     def read(self, name: str, *, lock: bool = False) -> str | None:
-        query = select(GatewayStateRow.value).where(GatewayStateRow.name == name)
-        if lock:
-            query = query.with_for_update(read=True)
-        return self.s.scalar(query)
+        return self.s.scalar(_STATE_SHARED if lock else _STATE, {"name": name})
 
     def write(self, name: str, value: str) -> None:
         row = self.s.scalar(select(GatewayStateRow).where(GatewayStateRow.name == name).with_for_update())
@@ -497,3 +475,32 @@ class GatewayState:
         else:
             row.value = value
         self.s.flush()
+
+
+# Statements the relayer runs every step, built once (composing one costs more than running it).
+def _waiting(table: Any, *conditions: Any) -> Any:
+    oldest = (
+        select(table.c.created_at)
+        .where(*conditions)
+        .order_by(table.c.id)
+        .limit(bindparam("limit"))
+        .subquery()
+    )
+    return select(func.count(), func.min(oldest.c.created_at))
+
+
+_RECORDS_WAITING = _waiting(RecordRow.__table__, RecordRow.status == "pending", RecordRow.batch_id.is_(None))
+_DISCLOSURES_WAITING = _waiting(DisclosureRow.__table__, DisclosureRow.status == "pending")
+_UNSETTLED = (
+    select(ChainTxRow.id, ChainTxRow.purpose, ChainTxRow.tx_hash, ChainTxRow.raw, ChainTxRow.nonce)
+    .where(ChainTxRow.sender == bindparam("sender"), ChainTxRow.status == "signed")
+    .order_by(ChainTxRow.nonce)
+)
+_STATE = select(GatewayStateRow.value).where(GatewayStateRow.name == bindparam("name"))
+_STATE_SHARED = _STATE.with_for_update(read=True)
+
+
+@lru_cache(maxsize=8)
+def _next_job(priority: tuple[str, ...]) -> Select[ChainJobRow]:
+    rank = case({kind: i for i, kind in enumerate(priority)}, value=ChainJobRow.kind, else_=len(priority))
+    return select(ChainJobRow).where(ChainJobRow.status == "pending").order_by(rank, ChainJobRow.id).limit(1)
