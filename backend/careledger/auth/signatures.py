@@ -24,7 +24,8 @@ from eth_account.messages import encode_defunct
 from eth_utils.address import to_checksum_address
 
 from careledger import errors
-from careledger.crypto.secp256k1 import checksum_text, eip191_hash, is_high_s, recover_address
+from careledger.crypto.secp256k1 import eip191_hash, is_high_s, recover_address
+from careledger.hashing import checksum_text
 
 LABEL = "sig1"
 TAG = "careledger"

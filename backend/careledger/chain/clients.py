@@ -36,6 +36,7 @@ from careledger.chain.reverts import RevertDecoder
 from careledger.chain.rpc import RawRpc, RpcRefused
 from careledger.chain.sender import Sender, _revert_data
 from careledger.codes import MemberStatus, Role
+from careledger.hashing import checksum
 
 # --------------------------------------------------------------------------- value types
 
@@ -438,21 +439,40 @@ class ConsentRegistryClient(_ContractClient):
             [g.as_tuple() for g, _ in grants], [signature for _, signature in grants]
         )
 
+    def grant_batch_data(self, grants: Sequence[tuple[Grant, bytes]]) -> bytes:
+        """grantBatchBySig()'s calldata, encoded with eth_abi directly (web3's contract-function
+        path normalises every field of a hundred grants, twice: to estimate and to build)."""
+        return _GRANT_BATCH + abi_encode(
+            [_GRANT_TUPLES, "bytes[]"], [[g.as_tuple() for g, _ in grants], [sig for _, sig in grants]]
+        )
+
     def granted_all(self, receipt: TxReceipt) -> list[GrantedEvent]:
-        """Every ConsentGranted of a receipt, in log order (a batch grants some of its items)."""
-        return [
-            GrantedEvent(
-                bytes(a["consentId"]),
-                a["patient"],
-                a["grantee"],
-                int(a["index"]),
-                int(a["categories"]),
-                int(a["purposes"]),
-                int(a["validFrom"]),
-                int(a["validUntil"]),
+        """Every ConsentGranted of a receipt, in log order (a batch grants some of its items),
+        decoded by hand from the raw logs: three topics and six static words."""
+        found = []
+        for entry in receipt["logs"]:
+            topics = [_bytes(t) for t in entry["topics"]]
+            if len(topics) != 4 or topics[0] != _CONSENT_GRANTED:
+                continue
+            if str(entry["address"]).lower() != self.address.lower():
+                continue
+            data = _bytes(entry["data"])
+            index, categories, purposes, valid_from, valid_until = (
+                int.from_bytes(data[i : i + 32], "big") for i in range(0, 160, 32)
             )
-            for a in (e["args"] for e in self._raw_events(receipt, "ConsentGranted"))
-        ]
+            found.append(
+                GrantedEvent(
+                    topics[1],
+                    checksum(topics[2][12:]),
+                    checksum(topics[3][12:]),
+                    index,
+                    categories,
+                    purposes,
+                    valid_from,
+                    valid_until,
+                )
+            )
+        return found
 
     def grant_batch_by_sig(self, by: Sender, grants: Sequence[tuple[Grant, bytes]]) -> list[GrantedEvent]:
         return self.granted_all(self._transact(by, self.grant_batch_call(grants)))
@@ -858,6 +878,11 @@ def _bytes(value: Any) -> bytes:
 
 _ACTIVE_SIGNER = keccak(text="activeSigner(address)")[:4]
 _IS_PERMITTED = keccak(text="isPermitted(address,address,uint8,uint8)")[:4]
+_GRANT_TUPLES = "(address,address,uint16,uint8,uint40,uint40,uint256,uint256)[]"
+_GRANT_BATCH = keccak(text=f"grantBatchBySig({_GRANT_TUPLES},bytes[])")[:4]
+_CONSENT_GRANTED = keccak(
+    text="ConsentGranted(bytes32,address,address,uint256,uint16,uint8,uint40,uint40,address)"
+)
 _GET_CONSENT = keccak(text="getConsent(address,address,uint256)")[:4]
 
 

@@ -9,11 +9,9 @@ verifies in the contracts too.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from coincurve import PublicKey
 
-from careledger.hashing import keccak256
+from careledger.hashing import checksum, keccak256
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 SECP256K1_HALF_N = SECP256K1_N // 2
@@ -45,16 +43,3 @@ def recover_address(digest: bytes, signature: bytes) -> str | None:
     except ValueError:  # no point on the curve has this r
         return None
     return checksum(keccak256(key.format(compressed=False)[1:])[12:])
-
-
-def checksum(address: bytes) -> str:
-    """EIP-55 mixed-case hex of a 20-byte address."""
-    plain = address.hex()
-    hashed = keccak256(plain.encode()).hex()[:40]
-    return "0x" + "".join(c.upper() if h in "89abcdef" else c for c, h in zip(plain, hashed, strict=True))
-
-
-@lru_cache(maxsize=4096)
-def checksum_text(address: str) -> str:
-    """EIP-55 form of a 0x-prefixed 40-hex-digit address (members' keys repeat: cached)."""
-    return checksum(bytes.fromhex(address[2:]))

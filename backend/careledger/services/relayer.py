@@ -311,7 +311,10 @@ class Relayer:
         ids = [job_id for job_id, _ in batch]
         items = [(Grant.from_json(p["message"]), bytes.fromhex(p["signature"])) for _, p in batch]
         try:
-            signed = self.sender.sign("ConsentRegistry", self.ledger.consents.grant_batch_call(items))
+            consents = self.ledger.consents
+            signed = self.sender.sign_data(
+                "ConsentRegistry", consents.address, consents.grant_batch_data(items)
+            )
         except errors.ContractReverted as exc:
             self._fail_jobs(ids, str(exc))
             return True

@@ -8,7 +8,8 @@ from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_defunct
 from eth_utils.address import to_checksum_address
 
-from careledger.crypto.secp256k1 import SECP256K1_N, checksum, checksum_text, eip191_hash, recover_address
+from careledger.crypto.secp256k1 import SECP256K1_N, eip191_hash, recover_address
+from careledger.hashing import checksum, checksum_text
 
 DESIGN_KEY = "0x4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
 DESIGN_ADDRESS = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23"
