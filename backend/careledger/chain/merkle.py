@@ -9,11 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from eth_abi.abi import encode
-from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
-
-from careledger.hashing import keccak256
+from careledger.hashing import checksum_text, keccak256
 
 
 @dataclass(frozen=True)
@@ -33,7 +29,7 @@ class AnchoredRecord:
         cls, batch_id: int, custodian: str, patient: str, category: int, commitment: bytes, supersedes: bytes
     ) -> AnchoredRecord:
         """A record as anchored, its id derived as the contract derives it."""
-        custodian, patient = to_checksum_address(custodian), to_checksum_address(patient)
+        custodian, patient = checksum_text(custodian), checksum_text(patient)
         record_id = record_id_of(custodian, patient, commitment)
         return cls(batch_id, patient, custodian, record_id, category, commitment, supersedes)
 
@@ -56,18 +52,37 @@ class AnchoredRecord:
 
 def record_id_of(custodian: str, patient: str, commitment: bytes) -> bytes:
     """A record's id: keccak256(abi.encode(custodian, patient, commitment)), as RecordRegistry derives it."""
-    return keccak(encode(["address", "address", "bytes32"], [custodian, patient, commitment]))
+    return keccak256(_address_word(custodian) + _address_word(patient) + _bytes32(commitment))
 
 
 def record_leaf(
     record_id: bytes, patient: str, custodian: str, category: int, commitment: bytes, supersedes: bytes
 ) -> bytes:
-    return keccak(
-        encode(
-            ["bytes32", "address", "address", "uint8", "bytes32", "bytes32"],
-            [record_id, patient, custodian, category, commitment, supersedes],
-        )
+    """keccak256(abi.encode(recordId, patient, custodian, uint8 category, commitment, supersedes)),
+    packed word by word (every field is static; eth_abi costs ~20 times as much per leaf)."""
+    if not 0 <= category < 256:
+        raise ValueError(f"category {category} does not fit uint8")
+    return keccak256(
+        _bytes32(record_id)
+        + _address_word(patient)
+        + _address_word(custodian)
+        + category.to_bytes(32, "big")
+        + _bytes32(commitment)
+        + _bytes32(supersedes)
     )
+
+
+def _address_word(address: str) -> bytes:
+    raw = bytes.fromhex(address.removeprefix("0x"))
+    if len(raw) != 20:
+        raise ValueError(f"not an address: {address!r}")
+    return bytes(12) + raw
+
+
+def _bytes32(value: bytes) -> bytes:
+    if len(value) != 32:
+        raise ValueError("a bytes32 value is 32 bytes")
+    return value
 
 
 def _pair(a: bytes, b: bytes) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from eth_utils.crypto import keccak
+from careledger.hashing import keccak256
 
 SALT_BYTES = 32
 
@@ -22,7 +22,7 @@ def sha256(data: bytes) -> bytes:
 def commitment_from_digests(salt: bytes, plaintext_sha256: bytes, ciphertext_sha256: bytes) -> bytes:
     if len(salt) != SALT_BYTES or len(plaintext_sha256) != 32 or len(ciphertext_sha256) != 32:
         raise ValueError("salt and digests are 32 bytes each")
-    return bytes(keccak(salt + plaintext_sha256 + ciphertext_sha256))
+    return keccak256(salt + plaintext_sha256 + ciphertext_sha256)
 
 
 def commit(salt: bytes, plaintext: bytes, ciphertext: bytes) -> bytes:

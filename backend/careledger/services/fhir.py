@@ -12,6 +12,7 @@ text is one line, never echoes large input and never carries a traceback.
 from __future__ import annotations
 
 import codecs
+import itertools
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -21,6 +22,7 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
+import orjson
 from fhir.resources.R4B import get_fhir_model_class as _get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
@@ -104,9 +106,9 @@ def _clip(text: str, limit: int = _CLIP) -> str:
 
 # --- parsing -------------------------------------------------------------------------------
 
-# Skips everything but strings and brackets; strings are matched whole (unrolled loop, linear).
-_PLAIN = re.compile(r'[^"\[\]{}]+')
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A whole string, or an unterminated one up to the end (json.loads then reports it): a match
+# never fails once started, so the scan stays linear on hostile input.
+_STRING_OR_REST = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -124,11 +126,15 @@ def parse_json(body: bytes, *, max_depth: int = 64, max_bytes: int = MAX_BODY_BY
     if len(body) > max_bytes:
         raise _invalid("too-long", f"body is {len(body)} bytes; the limit is {max_bytes}")
     text = _decode(body)
-    _check_depth(text, max_depth)
+    structure = _STRING_OR_REST.sub("", text)  # what is left once strings are cut out
+    _check_depth(structure, max_depth)
     try:
-        value = json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant, parse_float=Decimal
-        )
+        value = _DECODER.decode(text)
+        # Every ':' outside strings separates one key from its value: fewer members than that
+        # means a key came twice. Only then parse again, naming it (a hook per object costs
+        # several times the parse itself).
+        if _members(value) != structure.count(":"):
+            _NAMING_DUPLICATES.decode(text)
     except json.JSONDecodeError as exc:
         raise _invalid(
             "structure", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
@@ -149,41 +155,52 @@ def _decode(body: bytes) -> str:
         raise _invalid("structure", f"the body is not valid UTF-8 (byte {exc.start})") from None
 
 
-def _check_depth(text: str, max_depth: int) -> None:
-    depth, pos, end = 0, 0, len(text)
-    while pos < end:
-        char = text[pos]
-        if char == '"':
-            string = _STRING.match(text, pos)
-            if string is None:  # unterminated: json.loads reports it with a position
-                return
-            pos = string.end()
-            continue
-        if char in "[{":
-            depth += 1
-            if depth > max_depth:
-                raise _invalid("too-costly", f"JSON nested deeper than {max_depth} levels")
-        elif char in "]}":
-            depth -= 1
-        else:
-            plain = _PLAIN.match(text, pos)
-            assert plain is not None  # char is none of the excluded characters
-            pos = plain.end()
-            continue
-        pos += 1
+_BRACKETS = re.compile(r"[\[\]{}]")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _check_depth(structure: str, max_depth: int) -> None:
+    """Refuse nesting deeper than `max_depth` in JSON text whose strings were cut out: the
+    running depth over its brackets is summed in C (itertools.accumulate)."""
+    steps = map(_DEPTH_STEP.__getitem__, _BRACKETS.findall(structure))
+    if max(itertools.accumulate(steps), default=0) > max_depth:
+        raise _invalid("too-costly", f"JSON nested deeper than {max_depth} levels")
+
+
+def _members(value: Any) -> int:
+    """How many members the objects in a parsed JSON value have, all together."""
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            count += len(item)
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, dict | list))
+    return count
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _invalid("structure", f"duplicate key {_clip(json.dumps(key), 64)} in a JSON object")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _invalid("structure", f"duplicate key {_clip(json.dumps(key), 64)} in a JSON object")
+            seen.add(key)
     return result
 
 
 def _refuse_constant(name: str) -> Any:
     raise _invalid("structure", f"{name} is not a JSON number")
+
+
+# Built once: json.loads(text, parse_float=...) builds a decoder per call, and that costs five
+# times the parse of a 100 kB Bundle.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=Decimal)
+_NAMING_DUPLICATES = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant, parse_float=Decimal
+)
 
 
 def _check_surrogates(value: Any) -> None:
@@ -533,6 +550,41 @@ def canonical_json(resource: dict[str, Any]) -> bytes:
     if isinstance(meta, dict) and any(key in meta for key in _SERVER_META):
         trimmed = {k: v for k, v in meta.items() if k not in _SERVER_META}
         resource = {k: v for k, v in resource.items() if k != "meta"} | ({"meta": trimmed} if trimmed else {})
+    if _orjson_safe(resource):
+        try:
+            return orjson.dumps(resource, default=_decimal_fragment, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # a value no JSON can hold: the reference encoder says which
+            pass
+    return reference_canonical_json(resource)
+
+
+def _orjson_safe(value: Any) -> bool:
+    """No float (orjson writes NaN as null) and no integer past 64 bits (orjson refuses it)
+    anywhere: parse_json's output never has either, so this is the common case."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) or (isinstance(item, int) and not -(2**63) <= item < 2**64):
+            return False
+    return True
+
+
+def _decimal_fragment(value: Any) -> orjson.Fragment:
+    """A Decimal exactly as it was sent (orjson writes the fragment's text as it is)."""
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("NaN and Infinity are not JSON numbers")
+        return orjson.Fragment(str(value))
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def reference_canonical_json(resource: dict[str, Any]) -> bytes:
+    """canonical_json's bytes, written out in Python: the definition orjson's output is tested
+    against, and what serialises what orjson cannot (integers past 64 bits)."""
     parts: list[str] = []
     _encode(resource, parts)
     return "".join(parts).encode("utf-8")

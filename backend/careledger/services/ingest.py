@@ -116,9 +116,9 @@ def _store(
         kek = sealing_key(gw, s)
         records = Records(s)
         latest = records.latest_of(patient.id, [(t, i) for t, i, _ in entries])
-        new: list[RecordRow] = []
+        new: list[dict[str, Any]] = []
         results = [_store_version(gw, kek, latest.get((t, i)), new, patient, t, i, r) for t, i, r in entries]
-        records.add_many(new)
+        records.insert_many(new)
         return results
 
 
@@ -126,7 +126,7 @@ def _store_version(
     gw: Gateway,
     kek: KeyRing,
     latest: RecordRow | None,
-    new: list[RecordRow],
+    new: list[dict[str, Any]],
     patient: PatientRow,
     resource_type: str,
     resource_id: str,
@@ -157,23 +157,23 @@ def _store_version(
     commitment = commitment_from_digests(salt, sha256(content), ciphertext_sha256)
     record_id = record_id_of(gw.custodian, patient.address, commitment)
     new.append(
-        RecordRow(
-            record_id=record_id,
-            patient_id=patient.id,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            version=version,
-            category=int(fhir.category_of(resource_type)),
-            ciphertext=sealed.ciphertext,
-            wrapped_key=sealed.wrapped_key,
-            kek_id=sealed.key_id,
-            sealed_meta=sealed.sealed_meta,
-            ciphertext_sha256=ciphertext_sha256,
-            commitment=commitment,
-            supersedes=None if latest is None else latest.record_id,
-            status="pending",
-            created_at=datetime.fromtimestamp(gw.clock(), UTC),
-        )
+        {
+            "record_id": record_id,
+            "patient_id": patient.id,
+            "resource_type": resource_type,
+            "resource_id": resource_id,
+            "version": version,
+            "category": int(fhir.category_of(resource_type)),
+            "ciphertext": sealed.ciphertext,
+            "wrapped_key": sealed.wrapped_key,
+            "kek_id": sealed.key_id,
+            "sealed_meta": sealed.sealed_meta,
+            "ciphertext_sha256": ciphertext_sha256,
+            "commitment": commitment,
+            "supersedes": None if latest is None else latest.record_id,
+            "status": "pending",
+            "created_at": datetime.fromtimestamp(gw.clock(), UTC),
+        }
     )
     return fhir.EntryResult(
         resource_type, resource_id, version, latest is None, False, "0x" + record_id.hex(), "pending"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Connection, Row, Select, bindparam, case, delete, func, select, update
+from sqlalchemy import Connection, Row, Select, Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,12 +40,7 @@ class Patients:
         """The pseudonym that receives this custodian's records for a patient reference: the
         newest enrolled one (a rotated pseudonym takes over once its enrollment completes; an
         unfinished one never stops records), else the newest enrolling one."""
-        return self.s.scalar(
-            select(PatientRow)
-            .where(PatientRow.local_reference == reference)
-            .order_by((PatientRow.status == "enrolled").desc(), PatientRow.id.desc())
-            .limit(1)
-        )
+        return self.s.scalar(_BY_LOCAL_REFERENCE, {"reference": reference})
 
     def add(self, row: PatientRow) -> PatientRow:
         self.s.add(row)
@@ -122,10 +117,10 @@ class Records:
                 found[key] = row
         return found
 
-    def add_many(self, rows: Sequence[RecordRow]) -> None:
-        """Insert rows in one flush (the driver batches them)."""
-        self.s.add_all(rows)
-        self.s.flush()
+    def insert_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows given as column values: one multi-row INSERT, no ORM objects built."""
+        if rows:  # Core, on the session's connection: the ORM's bulk path costs as much again
+            self.s.connection().execute(_INSERT_RECORD, rows)
 
     def latest(self, patient_id: int, resource_type: str, resource_id: str) -> RecordRow | None:
         return self.s.scalar(
@@ -185,9 +180,9 @@ class Records:
     def assign_batch(self, batch_id: int, row_ids: Sequence[int]) -> None:
         """Put rows into a batch at leaf indexes 0, 1, ... in the order given (one statement)."""
         if row_ids:
-            self.s.execute(
-                update(RecordRow),
-                [{"id": row_id, "batch_id": batch_id, "leaf_index": n} for n, row_id in enumerate(row_ids)],
+            self.s.connection().execute(
+                _ASSIGN_LEAF,
+                [{"row_id": row_id, "batch": batch_id, "leaf": n} for n, row_id in enumerate(row_ids)],
             )
 
     def mark_anchored(self, batch_id: int, at: datetime) -> int:
@@ -477,7 +472,7 @@ class GatewayState:
         self.s.flush()
 
 
-# Statements the relayer runs every step, built once (composing one costs more than running it).
+# Statements of the hot paths, built once (composing one costs more than running it).
 def _waiting(table: Any, *conditions: Any) -> Any:
     oldest = (
         select(table.c.created_at)
@@ -495,6 +490,19 @@ _UNSETTLED = (
     select(ChainTxRow.id, ChainTxRow.purpose, ChainTxRow.tx_hash, ChainTxRow.raw, ChainTxRow.nonce)
     .where(ChainTxRow.sender == bindparam("sender"), ChainTxRow.status == "signed")
     .order_by(ChainTxRow.nonce)
+)
+_BY_LOCAL_REFERENCE = (
+    select(PatientRow)
+    .where(PatientRow.local_reference == bindparam("reference"))
+    .order_by((PatientRow.status == "enrolled").desc(), PatientRow.id.desc())
+    .limit(1)
+)
+_RECORDS = cast(Table, RecordRow.__table__)
+_INSERT_RECORD = insert(_RECORDS)
+_ASSIGN_LEAF = (
+    update(_RECORDS)
+    .where(_RECORDS.c.id == bindparam("row_id"))
+    .values(batch_id=bindparam("batch"), leaf_index=bindparam("leaf"))
 )
 _STATE = select(GatewayStateRow.value).where(GatewayStateRow.name == bindparam("name"))
 _STATE_SHARED = _STATE.with_for_update(read=True)

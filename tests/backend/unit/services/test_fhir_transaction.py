@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from careledger.codes import Category
 from careledger.services.fhir import (
@@ -19,6 +21,7 @@ from careledger.services.fhir import (
     category_of,
     operation_outcome,
     parse_json,
+    reference_canonical_json,
     split_transaction,
     transaction_response,
     validate,
@@ -381,3 +384,23 @@ def test_issue_refuses_codes_outside_fhir_issue_type() -> None:
         Issue("bad-json", "x")
     with pytest.raises(ValueError, match="IssueSeverity"):
         Issue("invalid", "x", severity="critical")
+
+
+_JSON_TEXT = st.text(st.characters(codec="utf-8"), max_size=12)
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.decimals(allow_nan=False, allow_infinity=False, places=None)
+    | _JSON_TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_JSON_TEXT, children, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_JSON_TEXT, _JSON_VALUES, max_size=6))
+def test_canonical_json_is_byte_for_byte_the_reference_encoding(resource: dict[str, Any]) -> None:
+    """orjson writes what the Python reference writes, for any JSON parse_json can return
+    (a stored record's commitment and its idempotency check depend on these bytes)."""
+    assert canonical_json(resource) == reference_canonical_json(resource)
