@@ -287,7 +287,41 @@ def _is_resource_type(name: str) -> bool:
     return issubclass(model, Resource)
 
 
+_NAMES_SEEN: dict[str, bool] = {}  # element names are few and repeat: their check is memoised
+
+
+def _is_element_name(key: str) -> bool:
+    known = _NAMES_SEEN.get(key)
+    if known is None:
+        known = bool(_ELEMENT_NAME.fullmatch(key))
+        if len(_NAMES_SEEN) < 10_000:  # bounded: keys are client input
+            _NAMES_SEEN[key] = known
+    return known
+
+
+def _shape_ok(value: Any) -> bool:
+    """_shape_issues' rules without building a path per element: the common, valid case."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if not item:
+                return False
+            for key, member in item.items():
+                if member is None or not _is_element_name(key):
+                    return False
+                if isinstance(member, dict | list):
+                    stack.append(member)
+        elif isinstance(item, list):
+            if not item:
+                return False
+            stack.extend(member for member in item if isinstance(member, dict | list))
+    return True
+
+
 def _shape_issues(value: Any, at: str) -> list[Issue]:
+    if _shape_ok(value):
+        return []
     issues: list[Issue] = []
     stack: list[tuple[str, Any]] = [(at, value)]
     while stack and len(issues) < MAX_ISSUES:
@@ -296,7 +330,7 @@ def _shape_issues(value: Any, at: str) -> list[Issue]:
             if not item:
                 issues.append(Issue("structure", "empty objects are not allowed in FHIR JSON", path))
             for key, member in reversed(item.items()):
-                if not _ELEMENT_NAME.fullmatch(key):
+                if not _is_element_name(key):
                     issues.append(
                         Issue("structure", f"{_clip(json.dumps(key), 64)} is not an element name", path)
                     )
@@ -795,19 +829,35 @@ def _duplicates(entries: list[TransactionEntry]) -> Iterator[Issue]:
 
 
 def _resolve_references(value: Any, targets: Mapping[str, str], unresolved: list[str]) -> Any:
-    """A deep copy of `value` with bundle-local references rewritten to `{Type}/{id}`."""
+    """`value` with bundle-local references rewritten to `{Type}/{id}`: the objects and arrays
+    on the way to a rewritten reference are copies, everything else is shared (most entries
+    have none, and copying every resource cost as much as validating it)."""
     if isinstance(value, list):
-        return [_resolve_references(item, targets, unresolved) for item in value]
+        copied: list[Any] | None = None
+        for n, item in enumerate(value):
+            if isinstance(item, dict | list):
+                new = _resolve_references(item, targets, unresolved)
+                if new is not item:
+                    copied = copied if copied is not None else list(value)
+                    copied[n] = new
+        return value if copied is None else copied
     if not isinstance(value, dict):
         return value
-    copy = {key: _resolve_references(item, targets, unresolved) for key, item in value.items()}
-    reference = copy.get("reference")
+    changed: dict[str, Any] | None = None
+    for key, item in value.items():
+        if isinstance(item, dict | list):
+            new = _resolve_references(item, targets, unresolved)
+            if new is not item:
+                changed = changed if changed is not None else dict(value)
+                changed[key] = new
+    reference = value.get("reference")
     if isinstance(reference, str):
         if reference in targets:
-            copy["reference"] = targets[reference]
+            changed = changed if changed is not None else dict(value)
+            changed["reference"] = targets[reference]
         elif reference.startswith(("urn:uuid:", "urn:oid:")):
             unresolved.append(reference)
-    return copy
+    return value if changed is None else changed
 
 
 # --- answers -------------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -28,14 +31,74 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if url.startswith("sqlite"):
         parsed = make_url(url)
         timeout = float(str(parsed.query.get("timeout", SQLITE_BUSY_TIMEOUT_S)))
+        turns = WriteTurns(timeout)
         engine = create_engine(
             parsed.difference_update_query(["timeout"]),
             echo=echo,
-            connect_args={"timeout": timeout, "check_same_thread": False},
+            connect_args={"timeout": timeout, "check_same_thread": False, "factory": turns.connection_class},
         )
         event.listen(engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, timeout))
+        event.listen(engine, "before_cursor_execute", turns.before_execute)
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+_WRITE = re.compile(r"\s*(?:INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+
+
+class WriteTurns:
+    """Turns at SQLite's one write lock for the threads of this process, handed over the
+    moment the holder commits.
+
+    SQLite itself makes a second writer sleep and retry — 1, 2, 5, 10, 15, 20, 25, 50, 100 ms
+    — so under concurrent writes (API threads ingesting, the group-commit thread, the relayer)
+    a writer often sleeps far longer than the lock was held: with four clients posting Bundles
+    the insert of fifty rows took 20 ms at the median and 135 ms at p90 for ~3 ms of work. A
+    writer first takes its turn here, on the first statement that writes (where SQLite takes
+    its lock; the implicit BEGIN comes with it), until its commit or rollback. Other processes
+    of the gateway still meet SQLite's own waiting. A turn not granted within the busy timeout
+    is not waited for further: the statement then meets SQLite's lock as before.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self._lock = threading.Lock()
+        self._timeout_s = timeout_s
+        turns = self
+
+        class TurnTakingConnection(sqlite3.Connection):
+            holds_turn = False
+
+            def commit(self) -> None:
+                try:
+                    super().commit()
+                finally:
+                    turns.end(self)
+
+            def rollback(self) -> None:
+                try:
+                    super().rollback()
+                finally:
+                    turns.end(self)
+
+            def close(self) -> None:
+                try:
+                    super().close()
+                finally:
+                    turns.end(self)
+
+        self.connection_class = TurnTakingConnection
+
+    def before_execute(
+        self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
+        dbapi = cursor.connection
+        if not dbapi.holds_turn and _WRITE.match(statement):
+            dbapi.holds_turn = self._lock.acquire(timeout=self._timeout_s)
+
+    def end(self, dbapi: Any) -> None:
+        if dbapi.holds_turn:
+            dbapi.holds_turn = False
+            self._lock.release()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_s: float) -> None:
