@@ -44,7 +44,7 @@ from careledger.services.audit_export import ExportedRecord, export_records
 from careledger.services.gateway import Gateway, build_gateway
 from careledger.services.jobs import JobStatus, job_status
 from careledger.services.records import list_records
-from careledger.services.requests import Principal, authenticate_async
+from careledger.services.requests import Principal, identify, spend_nonce_async
 from careledger.services.status import readiness
 
 log = logging.getLogger("careledger.api")
@@ -185,14 +185,25 @@ async def principal(request: Request) -> Principal:
     if verified is not None:  # SignatureFirst checked it already (its nonce is spent)
         return verified
     gw: Gateway = request.app.state.gateway
+    identity = await identified(request)
+    await spend_nonce_async(gw, identity)
+    return identity
+
+
+async def identified(request: Request) -> Principal:
+    """A verified signer whose nonce is NOT spent yet: only for routes whose service spends it
+    in the same commit as the request's own write (a read and its disclosure)."""
+    verified: Principal | None = getattr(request.state, "principal", None)
+    if verified is not None:  # SignatureFirst checked it already
+        return verified
     body = await request.body()
     request.state.body = body
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     query = request.scope.get("query_string", b"")
     path_and_query = raw_path.decode("latin-1") + (("?" + query.decode("latin-1")) if query else "")
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]}
-    return await authenticate_async(
-        gw,
+    return identify(
+        request.app.state.gateway,
         method=request.method,
         path_and_query=path_and_query,
         body=body,
@@ -202,6 +213,8 @@ async def principal(request: Request) -> Principal:
 
 
 Signed = Annotated[Principal, Depends(principal)]
+# Signed, the nonce spent by the route's service with its own write (see `identified`).
+SignedUnspent = Annotated[Principal, Depends(identified)]
 
 
 class SignatureFirst(APIRoute):
@@ -211,11 +224,12 @@ class SignatureFirst(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        if not any(d.call is principal for d in self.dependant.dependencies):
+        check = next((d.call for d in self.dependant.dependencies if d.call in (principal, identified)), None)
+        if check is None:
             return handler
 
         async def signature_first(request: Request) -> Response:
-            request.state.principal = await principal(request)
+            request.state.principal = await check(request)
             return await handler(request)
 
         return signature_first
@@ -534,14 +548,15 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     )
     async def read_record(
         record_id: str,
-        who: Signed,
+        who: SignedUnspent,
         request: Request,
         purpose: Annotated[
             str, Query(max_length=16, description="HL7 v3 ActReason, e.g. TREAT, HPAYMT, BTG")
         ],
     ) -> Response:
-        # On the event loop: the lookups are cached or local and the disclosure's commit is
-        # awaited, so a read holds no thread (break-glass, which takes a lock, runs in one).
+        # On the event loop: the lookups are cached or local, and the nonce and the disclosure
+        # are committed together, awaited, so a read holds no thread (break-glass, which takes a
+        # lock, runs in one).
         try:
             purpose_code = Purpose[purpose]
         except KeyError:
@@ -832,7 +847,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
             total=page.total,
         )
 
-    app.openapi = lambda: document(app, principal)  # type: ignore[method-assign]
+    app.openapi = lambda: document(app, principal, identified)  # type: ignore[method-assign]
     return app
 
 

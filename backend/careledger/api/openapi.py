@@ -192,7 +192,7 @@ def fhir_body(description: str, **named: tuple[str, Any]) -> dict[str, Any]:
     }
 
 
-def document(app: FastAPI, signed_by: object) -> dict[str, Any]:
+def document(app: FastAPI, *signed_by: object) -> dict[str, Any]:
     """The OpenAPI document of `app`; operations of routes depending on `signed_by` need a signature."""
     if app.openapi_schema:
         return app.openapi_schema
@@ -219,7 +219,7 @@ def document(app: FastAPI, signed_by: object) -> dict[str, Any]:
     for route in app.routes:
         if not isinstance(route, APIRoute) or not route.include_in_schema:
             continue
-        signed = any(d.call is signed_by for d in route.dependant.dependencies)
+        signed = any(d.call in signed_by for d in route.dependant.dependencies)
         for method in route.methods or ():
             operation = spec["paths"][route.path_format][method.lower()]
             operation["security"] = SIGNED if signed else []

@@ -16,7 +16,7 @@ from careledger.codes import Category, Purpose, Role
 from careledger.crypto.envelope import SealedRecord, open_record
 from careledger.services import keys
 from careledger.services.gateway import Gateway
-from careledger.services.requests import Principal
+from careledger.services.requests import Principal, nonce_of
 from careledger.store.models import DisclosureRow
 from careledger.store.repositories import Disclosures, ReadableRecord, readable_record
 
@@ -46,7 +46,8 @@ class Disclosed:
 
 
 def read_record(gw: Gateway, principal: Principal, record_id: bytes, purpose: Purpose) -> Disclosed:
-    """Decide, decrypt, and queue the disclosure for the access log (committed on return)."""
+    """Decide, decrypt, and queue the disclosure for the access log (committed on return).
+    The request's nonce must be spent already (authenticate)."""
     disclosed, disclosure = _decide(gw, principal, record_id, purpose)
     if disclosure is not None:
         gw.commits.queue_disclosure(disclosure).result()
@@ -56,13 +57,24 @@ def read_record(gw: Gateway, principal: Principal, record_id: bytes, purpose: Pu
 async def read_record_async(
     gw: Gateway, principal: Principal, record_id: bytes, purpose: Purpose
 ) -> Disclosed:
-    """read_record for an event loop: the disclosure's commit is awaited. Break-glass, which
-    counts and records under a lock shared by the gateway's processes, runs in a thread."""
+    """read_record for an event loop, for a request whose nonce is not spent yet (identify):
+    the nonce is spent in the disclosure's own commit — or alone, before a refusal or a read
+    that logs nothing — and a replay is refused (NonceReused) before anything is disclosed.
+    Break-glass, which counts and records under a lock shared by the gateway's processes,
+    spends the nonce first and runs in a thread."""
+    nonce = nonce_of(principal)
     if purpose in BREAK_GLASS_PURPOSES and REASON_HEADER in principal.request.headers:
+        await asyncio.wrap_future(gw.commits.spend_nonce(nonce))
         return await asyncio.to_thread(read_record, gw, principal, record_id, purpose)
-    disclosed, disclosure = _decide(gw, principal, record_id, purpose)
-    if disclosure is not None:
-        await asyncio.wrap_future(gw.commits.queue_disclosure(disclosure))
+    try:
+        disclosed, disclosure = _decide(gw, principal, record_id, purpose)
+    except errors.CareLedgerError:
+        await asyncio.wrap_future(gw.commits.spend_nonce(nonce))  # a replay is told so, first
+        raise
+    if disclosure is None:
+        await asyncio.wrap_future(gw.commits.spend_nonce(nonce))
+    else:
+        await asyncio.wrap_future(gw.commits.queue_disclosure(disclosure, nonce=nonce))
     return disclosed
 
 

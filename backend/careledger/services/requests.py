@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import Future
 from functools import cached_property
 
 from careledger import errors
@@ -12,6 +11,7 @@ from careledger.auth.signatures import CLOCK_SKEW_S, VerifiedRequest, origin_of,
 from careledger.chain.clients import erc1271_valid
 from careledger.codes import Role
 from careledger.services.gateway import Gateway
+from careledger.store.group_commit import NonceSpend
 
 
 class Principal:
@@ -90,27 +90,17 @@ def authenticate(
     principal = identify(
         gw, method=method, path_and_query=path_and_query, body=body, headers=headers, host=host
     )
-    _spend(gw, principal).result()
+    gw.commits.spend_nonce(nonce_of(principal)).result()
     return principal
 
 
-async def authenticate_async(
-    gw: Gateway,
-    *,
-    method: str,
-    path_and_query: str,
-    body: bytes,
-    headers: dict[str, str],
-    host: str | None,
-) -> Principal:
-    """authenticate for an event loop: the nonce's commit is awaited, not waited for."""
-    principal = identify(
-        gw, method=method, path_and_query=path_and_query, body=body, headers=headers, host=host
-    )
-    await asyncio.wrap_future(_spend(gw, principal))
-    return principal
+async def spend_nonce_async(gw: Gateway, principal: Principal) -> None:
+    """Spend a request's nonce (NonceReused if it was used), on an event loop: the commit,
+    shared with concurrent requests', is awaited."""
+    await asyncio.wrap_future(gw.commits.spend_nonce(nonce_of(principal)))
 
 
-def _spend(gw: Gateway, principal: Principal) -> Future[None]:
+def nonce_of(principal: Principal) -> NonceSpend:
+    """What spending this request's nonce records (kept until its signature expires, plus skew)."""
     params = principal.request.params
-    return gw.commits.spend_nonce(principal.keyid, params.nonce, params.expires + CLOCK_SKEW_S)
+    return NonceSpend(principal.keyid, params.nonce, params.expires + CLOCK_SKEW_S)

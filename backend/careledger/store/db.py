@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from careledger.errors import StoreConflict, StoreUnavailable
@@ -39,10 +41,41 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         )
         event.listen(engine, "connect", lambda conn, _record: _sqlite_pragmas(conn, timeout))
         event.listen(engine, "before_cursor_execute", turns.before_execute)
+        _TURNS[engine] = turns
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    engine = create_engine(url, echo=echo, pool_size=5, max_overflow=10)
+    event.listen(engine.pool, "checkin", _note_checkin)
+    event.listen(engine.pool, "checkout", _ping_if_idle)
+    return engine
 
 
+# A pooled PostgreSQL connection idle longer than this is pinged before use, so one the server
+# dropped is replaced instead of failing a request. SQLAlchemy's pool_pre_ping pings on every
+# checkout: a round trip per request (a read's lookup spent half its time there).
+IDLE_BEFORE_PING_S = 2.0
+
+
+def _note_checkin(dbapi_connection: Any, record: Any) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    checked_in = record.info.get("checked_in_at")
+    if checked_in is None or time.monotonic() - checked_in < IDLE_BEFORE_PING_S:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+        dbapi_connection.rollback()
+    except Exception as exc:  # noqa: BLE001 - any failure: the pool replaces the connection
+        raise DisconnectionError(f"a pooled connection no longer answers: {type(exc).__name__}") from None
+
+
+# Each SQLite engine's turns (PostgreSQL engines have none).
+_TURNS: weakref.WeakKeyDictionary[Engine, WriteTurns] = weakref.WeakKeyDictionary()
 _WRITE = re.compile(r"\s*(?:INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 
 
@@ -91,8 +124,12 @@ class WriteTurns:
     def before_execute(
         self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
     ) -> None:
-        dbapi = cursor.connection
-        if not dbapi.holds_turn and _WRITE.match(statement):
+        if _WRITE.match(statement):
+            self.take(cursor.connection)
+
+    def take(self, dbapi: Any) -> None:
+        """The turn for this connection until it commits or rolls back (a no-op if it has it)."""
+        if not dbapi.holds_turn:
             dbapi.holds_turn = self._lock.acquire(timeout=self._timeout_s)
 
     def end(self, dbapi: Any) -> None:
@@ -120,6 +157,13 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def turns_take(self, raw: Any) -> None:
+        """Before a write on a raw pooled connection (no SQLAlchemy events fire there): take
+        this process's turn at SQLite's write lock, as every other writer does."""
+        turns = _TURNS.get(self.engine)
+        if turns is not None:
+            turns.take(raw.dbapi_connection)
 
     @property
     def is_sqlite(self) -> bool:

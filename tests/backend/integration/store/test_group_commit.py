@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from careledger.errors import NonceReused, StoreConflict, StoreUnavailable
 from careledger.store.db import Database
-from careledger.store.group_commit import GroupCommit
+from careledger.store.group_commit import GroupCommit, NonceSpend
 from careledger.store.models import ChainJobRow, DisclosureRow, NonceRow
 
 pytestmark = pytest.mark.integration
@@ -52,10 +52,10 @@ def commits(database_url: str) -> Any:
 
 def test_nonce_spent_once_whatever_the_case_of_the_key(commits: Any) -> None:
     writer, db = commits
-    writer.spend_nonce(KEY, "n-1", 100).result()
+    writer.spend_nonce(NonceSpend(KEY, "n-1", 100)).result()
     with pytest.raises(NonceReused):
-        writer.spend_nonce(KEY.lower(), "n-1", 100).result()
-    writer.spend_nonce(KEY, "n-2", 100).result()
+        writer.spend_nonce(NonceSpend(KEY.lower(), "n-1", 100)).result()
+    writer.spend_nonce(NonceSpend(KEY, "n-2", 100)).result()
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(NonceRow)) == 2
 
@@ -68,7 +68,7 @@ def test_concurrent_replays_of_one_nonce_let_exactly_one_through(commits: Any) -
     def spend() -> None:
         barrier.wait()
         try:
-            writer.spend_nonce(KEY, "same", 100).result()
+            writer.spend_nonce(NonceSpend(KEY, "same", 100)).result()
             outcomes.append("spent")
         except NonceReused:
             outcomes.append("reused")
@@ -101,10 +101,10 @@ def test_rows_come_back_with_their_own_ids_in_shared_commits(commits: Any) -> No
 
 def test_a_closed_writer_refuses_new_writes(commits: Any) -> None:
     writer, _ = commits
-    writer.spend_nonce(KEY, "before", 100).result()
+    writer.spend_nonce(NonceSpend(KEY, "before", 100)).result()
     writer.close()
     with pytest.raises(StoreUnavailable, match="shutting down"):
-        writer.spend_nonce(KEY, "after", 100).result()
+        writer.spend_nonce(NonceSpend(KEY, "after", 100)).result()
 
 
 def test_a_failing_store_fails_every_waiter_and_the_writer_recovers(database_url: str) -> None:
@@ -118,3 +118,22 @@ def test_a_failing_store_fails_every_waiter_and_the_writer_recovers(database_url
     finally:
         writer.close()
         db.dispose()
+
+
+def test_a_row_guarded_by_a_replayed_nonce_is_not_written(commits: Any) -> None:
+    writer, db = commits
+    spend = NonceSpend(KEY, "guard", 100)
+    first = writer.queue_disclosure(_disclosure(1), nonce=spend).result()
+    with pytest.raises(NonceReused):
+        writer.queue_disclosure(_disclosure(2), nonce=spend).result()
+    both = [writer.queue_disclosure(_disclosure(n), nonce=NonceSpend(KEY, "pair", 100)) for n in (3, 4)]
+    outcomes = []
+    for future in both:
+        try:
+            outcomes.append(future.result())
+        except NonceReused:
+            outcomes.append("reused")
+    assert outcomes.count("reused") == 1
+    with db.session() as s:
+        blocks = sorted(row.checked_block for row in s.scalars(select(DisclosureRow)))
+    assert first > 0 and blocks in ([1, 3], [1, 4])  # the replays wrote nothing
