@@ -50,8 +50,10 @@ class Sizes:
     bundles_max: int = 400
     single_clients: int = 8
     single_seconds: float = 2.0
-    grants: int = 500
-    grant_clients: int = 96
+    # Many patients at once: a closed loop's rate is clients / latency, and a grant waits for
+    # its block (a second with --block-time 1), so fewer clients would measure the loop.
+    grants: int = 3000
+    grant_clients: int = 400
     grant_seconds: float = 8.0
     read_clients: int = 32
     read_seconds: float = 4.0

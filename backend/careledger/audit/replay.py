@@ -15,6 +15,7 @@ A cross-check then compares the rebuilt state with the contracts' view functions
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import time
@@ -502,7 +503,7 @@ class _Recovery:
     """Signature recovery in worker processes, fed while events are still being read: it is
     the audit's costliest step (~24,000 recoveries/s a core with libsecp256k1)."""
 
-    CHUNK = 2_000
+    CHUNK = 500
 
     def __init__(self) -> None:
         workers = max(1, min(4, os.cpu_count() or 1))
@@ -675,10 +676,15 @@ def replay(
     engine = Replay(deployment)
     recovery = _Recovery()
     started = time.perf_counter()
+    # The replay keeps almost everything it builds (the report's state) and makes no cycles
+    # worth collecting; the cyclic collector would only walk that growing state again and
+    # again (measured: about a sixth of the replay's time).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         end = reader.head() if to_block is None else to_block
         start = deployment.deployment_block
-        for _, last, logs in reader.chunks(start, end):
+        for _, last, logs in reader.prefetched(start, end):
             for log in logs:
                 event = decoder.decode(log)
                 if event is not None:
@@ -695,6 +701,8 @@ def replay(
         check_disclosures(engine.report, timestamps, recovery.results())
     finally:
         reader.close()
+        if collecting:
+            gc.enable()
     report = engine.report
     report.to_block = end
     report.timings["replay_s"] = time.perf_counter() - started
