@@ -30,15 +30,13 @@ from careledger.services.requests import authenticate
 # Functions whose inclusive time we report, by name (outermost match wins).
 BUCKETS = {
     "verify_request": "signature check (RFC 9421, secp256k1 recovery)",
-    "use": "nonce store (insert + commit)",
+    "result": "waiting for the group commit (nonce, then disclosure: alone, each waits its own)",
     "active_signer": "signer's membership (head block, then a cached eth_call)",
     "is_permitted": "consent check (eth_call)",
     "permitted": "consent check (cached, block-keyed)",
     "block_number": "head block (eth_blockNumber)",
     "head": "head block (eth_blockNumber; new blocks' events into the caches)",
     "_open": "decryption (AES-256-GCM, key unwrap)",
-    "_log": "disclosure queued (insert + commit)",
-    "by_record_id": "record lookup",
     "readable_record": "record and patient lookup",
     "parse_json": "JSON parse",
     "split_transaction": "FHIR validation",

@@ -46,8 +46,8 @@ class Sizes:
     patients: int = 8
     bundle_size: int = 50
     bundle_clients: int = 4
-    bundle_seconds: float = 4.0
-    bundles_max: int = 400
+    bundle_seconds: float = 6.0
+    bundles_max: int = 600
     single_clients: int = 8
     single_seconds: float = 2.0
     # Many patients at once: a closed loop's rate is clients / latency, and a grant waits for
@@ -56,9 +56,9 @@ class Sizes:
     grant_clients: int = 400
     grant_seconds: float = 8.0
     read_clients: int = 32
-    read_seconds: float = 4.0
+    read_seconds: float = 5.0
     read_rate: float = 400.0
-    open_seconds: float = 3.0
+    open_seconds: float = 8.0  # 3,200 requests: the p99 is not one slow request's
     baseline_seconds: float = 2.0
     anchor_timeout: float = 30.0
 
