@@ -273,6 +273,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
         gc.freeze()
         gw.start_relayer()
         yield
+        await gw.db.aclose()
         if gateway is None:
             await run_in_threadpool(gw.close)
 

@@ -18,7 +18,7 @@ from careledger.services import keys
 from careledger.services.gateway import Gateway
 from careledger.services.requests import Principal, nonce_of
 from careledger.store.models import DisclosureRow
-from careledger.store.repositories import Disclosures, ReadableRecord, readable_record
+from careledger.store.repositories import Disclosures, ReadableRecord, readable_record, readable_record_async
 
 REASON_HEADER = "careledger-break-glass-reason"
 ACTOR_HEADER = "careledger-acting-user"
@@ -67,7 +67,10 @@ async def read_record_async(
         await asyncio.wrap_future(gw.commits.spend_nonce(nonce))
         return await asyncio.to_thread(read_record, gw, principal, record_id, purpose)
     try:
-        disclosed, disclosure = _decide(gw, principal, record_id, purpose)
+        row = await readable_record_async(gw.db, record_id)
+        if row is None:
+            raise errors.NotFound("no such record at this custodian")
+        disclosed, disclosure = _decide(gw, principal, record_id, purpose, row)
     except errors.CareLedgerError:
         await asyncio.wrap_future(gw.commits.spend_nonce(nonce))  # a replay is told so, first
         raise
@@ -79,12 +82,13 @@ async def read_record_async(
 
 
 def _decide(
-    gw: Gateway, principal: Principal, record_id: bytes, purpose: Purpose
+    gw: Gateway, principal: Principal, record_id: bytes, purpose: Purpose, row: ReadableRecord | None = None
 ) -> tuple[Disclosed, dict[str, Any] | None]:
-    """The record for this reader, and the disclosure to queue (None: nothing to log, or
-    logged already, as break-glass is)."""
-    with gw.db.connection() as conn:
-        row = readable_record(conn, record_id)
+    """The record for this reader (looked up unless given), and the disclosure to queue
+    (None: nothing to log, or logged already, as break-glass is)."""
+    if row is None:
+        with gw.db.connection() as conn:
+            row = readable_record(conn, record_id)
     if row is None:
         raise errors.NotFound("no such record at this custodian")
     if row.status == "erased":

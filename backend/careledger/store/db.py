@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import threading
@@ -11,7 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+import psycopg
+from sqlalchemy import Connection, Engine, Select, create_engine, event, make_url, text
 from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -159,6 +161,8 @@ class Database:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._readers = threading.local()
         self._all_readers: list[Connection] = []  # to close them all on dispose
+        self._async: tuple[asyncio.AbstractEventLoop, psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
+        self._compiled: dict[int, str] = {}  # statement -> its SQL for the driver (statements are kept)
 
     def turns_take(self, raw: Any) -> None:
         """Before a write on a raw pooled connection (no SQLAlchemy events fire there): take
@@ -202,6 +206,48 @@ class Database:
         except BaseException:
             self._drop_reader()
             raise
+
+    async def fetch_one(
+        self, statement: Select[*tuple[Any, ...]], params: dict[str, Any]
+    ) -> tuple[Any, ...] | None:
+        """The first row of a single-statement read, from an event loop. PostgreSQL: on an
+        asynchronous connection of the loop's own, so the loop serves other requests during
+        the round trip instead of blocking in the driver. SQLite: in-process and quick, run
+        directly (connection())."""
+        if self.is_sqlite:
+            with self.connection() as conn:
+                row = conn.execute(statement, params).first()
+            return None if row is None else tuple(row)
+        sql = self._compiled.get(id(statement))
+        if sql is None:
+            sql = self._compiled[id(statement)] = str(statement.compile(dialect=self.engine.dialect))
+        try:
+            reader = await self._async_reader()
+            cursor = await reader.execute(sql, params)
+            found: tuple[Any, ...] | None = await cursor.fetchone()
+            return found
+        except psycopg.Error as exc:
+            await self._drop_async_reader()
+            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from None
+
+    async def _async_reader(self) -> psycopg.AsyncConnection[tuple[Any, ...]]:
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop or self._async[1].closed:
+            conninfo = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+            self._async = (loop, conn)
+        return self._async[1]
+
+    async def _drop_async_reader(self) -> None:
+        if self._async is not None:
+            _, conn = self._async
+            self._async = None
+            with suppress(Exception):  # a broken connection may fail to close
+                await conn.close()
+
+    async def aclose(self) -> None:
+        """Close what belongs to the running event loop (its asynchronous reader)."""
+        await self._drop_async_reader()
 
     def _drop_reader(self) -> None:
         conn = getattr(self._readers, "conn", None)

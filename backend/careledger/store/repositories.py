@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from careledger.errors import NonceReused
+from careledger.store.db import Database
 from careledger.store.models import (
     AnchorBatchRow,
     ChainJobRow,
@@ -75,6 +76,12 @@ _READABLE = (
     .join(PatientRow, PatientRow.id == RecordRow.patient_id)
     .where(RecordRow.record_id == bindparam("record_id"))
 )  # fmt: skip
+
+
+async def readable_record_async(db: Database, record_id: bytes) -> ReadableRecord | None:
+    """readable_record from an event loop (Database.fetch_one: never blocking it on PostgreSQL)."""
+    row = await db.fetch_one(_READABLE, {"record_id": record_id})
+    return None if row is None else ReadableRecord._make(row)
 
 
 def readable_record(conn: Connection, record_id: bytes) -> ReadableRecord | None:
