@@ -30,7 +30,7 @@ from careledger.services.requests import authenticate
 # Functions whose inclusive time we report, by name (outermost match wins).
 BUCKETS = {
     "verify_request": "signature check (RFC 9421, secp256k1 recovery)",
-    "result": "waiting for the group commit (nonce, then disclosure: alone, each waits its own)",
+    "result": "waiting for the group commit (a lone request waits for its own commits)",
     "active_signer": "signer's membership (head block, then a cached eth_call)",
     "is_permitted": "consent check (eth_call)",
     "permitted": "consent check (cached, block-keyed)",

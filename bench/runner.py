@@ -6,7 +6,7 @@ runs ingest, consent and read with their baselines. Then the audit replay (bench
 and the gas report (bench/gas.py), a profile of the read and ingest paths, and it writes
 bench/results/<scenario>.json and docs/performance.md with charts in docs/img/.
 
-Run: `bench/run` (about 8 minutes); `bench/run --smoke` is the tiny run the test suite does.
+Run: `bench/run` (about 5 minutes); `bench/run --smoke` is the tiny run the test suite does.
 """
 
 from __future__ import annotations
