@@ -93,6 +93,22 @@ class _Connection:
             self.writer.close()
 
 
+async def _send(
+    conn: _Connection | None, host: str, port: int, wire: bytes, timeout_s: float
+) -> tuple[_Connection | None, int, bytes]:
+    """One request on `conn` (a new connection if none is open); the connection to use next
+    (None after a failure), the status (0: no answer) and the body."""
+    try:
+        if conn is None or conn.closed:
+            conn = await _Connection.open(host, port)
+        status, body = await asyncio.wait_for(conn.exchange(wire), timeout_s)
+        return conn, status, body
+    except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError):
+        if conn is not None:
+            conn.close()
+        return None, 0, b""
+
+
 def _address(requests: Sequence[Prepared]) -> tuple[str, int]:
     parts = urlsplit(requests[0].url)
     return parts.hostname or "127.0.0.1", parts.port or 80
@@ -132,14 +148,7 @@ def closed_loop(
                     if wire is None:
                         return
                     t0 = time.time()
-                    try:
-                        if conn is None or conn.closed:
-                            conn = await _Connection.open(host, port)
-                        status, body = await asyncio.wait_for(conn.exchange(wire), timeout_s)
-                    except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError):
-                        if conn is not None:
-                            conn.close()
-                        conn, status, body = None, 0, b""
+                    conn, status, body = await _send(conn, host, port, wire, timeout_s)
                     outcomes.append(Outcome(t0, time.time(), status, body if keep_body else b""))
             finally:
                 if conn is not None:
@@ -171,15 +180,7 @@ def open_loop(
 
         async def one(wire: bytes, scheduled: float) -> None:
             async with slots:
-                conn = idle.pop() if idle else None
-                try:
-                    if conn is None:
-                        conn = await _Connection.open(host, port)
-                    status, _ = await asyncio.wait_for(conn.exchange(wire), timeout_s)
-                except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError):
-                    if conn is not None:
-                        conn.close()
-                    conn, status = None, 0
+                conn, status, _ = await _send(idle.pop() if idle else None, host, port, wire, timeout_s)
                 outcomes.append(Outcome(scheduled, time.time(), status))
                 if conn is not None and not conn.closed:
                     idle.append(conn)

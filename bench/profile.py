@@ -2,7 +2,7 @@
 
 A real cell (anvil, a gateway process whose relayer anchors and logs) provides the state;
 a second, in-process Gateway on the same database (its relayer off) then runs the request
-path exactly as the API route does — authenticate() then access.read_record() or
+path as the API route does — identify() and spend_nonce(), then access.read_record() or
 ingest.ingest() — on pre-signed requests, so the profile shows the services, the store and
 the chain client without the HTTP server. The HTTP layer's share is the difference to the
 benchmark's latency.
@@ -25,7 +25,7 @@ from careledger.codes import Purpose
 from careledger.config import Settings
 from careledger.services import access, ingest
 from careledger.services.gateway import build_gateway
-from careledger.services.requests import authenticate
+from careledger.services.requests import identify, spend_nonce
 
 # Functions whose inclusive time we report, by name (outermost match wins).
 BUCKETS = {
@@ -71,8 +71,10 @@ def _buckets(root: Frame | None, total: float) -> list[dict[str, Any]]:
 def _call(gw: Any, p: Prepared) -> Any:
     path = p.url.split("//", 1)[1]
     path = path[path.index("/") :]
-    return authenticate(gw, method=p.method, path_and_query=path, body=p.body,
-                        headers=dict(p.headers), host=None)  # fmt: skip
+    principal = identify(gw, method=p.method, path_and_query=path, body=p.body,
+                         headers=dict(p.headers), host=None)  # fmt: skip
+    spend_nonce(gw, principal)
+    return principal
 
 
 def run(work: Path, results: Path, *, small: bool = False) -> dict[str, Any]:

@@ -47,7 +47,7 @@ class Disclosed:
 
 def read_record(gw: Gateway, principal: Principal, record_id: bytes, purpose: Purpose) -> Disclosed:
     """Decide, decrypt, and queue the disclosure for the access log (committed on return).
-    The request's nonce must be spent already (authenticate)."""
+    The request's nonce must be spent already (requests.spend_nonce)."""
     disclosed, disclosure = _decide(gw, principal, record_id, purpose)
     if disclosure is not None:
         gw.commits.queue_disclosure(disclosure).result()

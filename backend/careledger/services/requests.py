@@ -62,7 +62,7 @@ def identify(
     host: str | None,
 ) -> Principal:
     """Verify a signed request addressed to this gateway (every failure is
-    AuthenticationFailed); its nonce is not spent yet: see authenticate."""
+    AuthenticationFailed); its nonce is not spent yet: see spend_nonce."""
     origin = origin_of(gw.settings.endpoint)
     scheme = origin.split("://", 1)[0]
     verified = verify_request(
@@ -77,21 +77,9 @@ def identify(
     return Principal(verified.keyid, verified, gw.ledger.members.active_signer)
 
 
-def authenticate(
-    gw: Gateway,
-    *,
-    method: str,
-    path_and_query: str,
-    body: bytes,
-    headers: dict[str, str],
-    host: str | None,
-) -> Principal:
-    """identify, then spend the nonce (NonceReused if it was used); blocks until committed."""
-    principal = identify(
-        gw, method=method, path_and_query=path_and_query, body=body, headers=headers, host=host
-    )
+def spend_nonce(gw: Gateway, principal: Principal) -> None:
+    """Spend a request's nonce (NonceReused if it was used); blocks until committed."""
     gw.commits.spend_nonce(nonce_of(principal)).result()
-    return principal
 
 
 async def spend_nonce_async(gw: Gateway, principal: Principal) -> None:

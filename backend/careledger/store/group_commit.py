@@ -18,7 +18,7 @@ import logging
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -250,32 +250,36 @@ class _Statements:
 
     def _insert_flags(self, raw: Any, params: list[Any]) -> list[bool]:
         """Insert nonces, skipping those already kept; whether each was inserted."""
-        cursor = raw.cursor()
-        try:
-            if self.sqlite:
-                self.db.turns_take(raw)
-                flags = []
-                for row in params:
-                    cursor.execute(self._spend.sql, row)
-                    flags.append(cursor.rowcount == 1)
-                return flags
-            cursor.executemany(self._spend.sql, params, returning=True)
-            return [bool(result.fetchall()) for result in cursor.results()]
-        finally:
-            cursor.close()
+        return self._each(
+            raw, self._spend.sql, params, lambda c: c.rowcount == 1, lambda r: bool(r.fetchall())
+        )
 
     def _insert(self, raw: Any, sql: str, rows: list[Any]) -> list[int]:
+        """Insert rows; their new ids, in order."""
+        return self._each(raw, sql, rows, lambda c: int(c.lastrowid), lambda r: int(r.fetchone()[0]))
+
+    def _each(
+        self,
+        raw: Any,
+        sql: str,
+        params: list[Any],
+        sqlite_outcome: Callable[[Any], Any],
+        postgresql_outcome: Callable[[Any], Any],
+    ) -> list[Any]:
+        """Run `sql` once per parameter set and read each one's outcome: on SQLite one C-level
+        execute after another (under this process's write turn), on PostgreSQL one pipelined
+        executemany whose per-statement results are read in order."""
         cursor = raw.cursor()
         try:
             if self.sqlite:
                 self.db.turns_take(raw)
-                ids = []
-                for row in rows:
+                outcomes = []
+                for row in params:
                     cursor.execute(sql, row)
-                    ids.append(int(cursor.lastrowid))
-                return ids
-            cursor.executemany(sql, rows, returning=True)
-            return [int(result.fetchone()[0]) for result in cursor.results()]
+                    outcomes.append(sqlite_outcome(cursor))
+                return outcomes
+            cursor.executemany(sql, params, returning=True)
+            return [postgresql_outcome(result) for result in cursor.results()]
         finally:
             cursor.close()
 
