@@ -221,7 +221,12 @@ SignedUnspent = Annotated[Principal, Depends(identified)]
 class SignatureFirst(APIRoute):
     """Routes that depend on a signed request check the signature before FastAPI reads the body or
     the parameters: an unsigned or mis-signed request is refused with 401 whatever else is wrong
-    with it (the fuzzer found unsigned malformed JSON answered 422), and learns nothing more."""
+    with it (the fuzzer found unsigned malformed JSON answered 422), and learns nothing more.
+
+    On a route whose service spends the nonce with its own write (`identified`), the nonce is
+    spent here whenever the route answered without spending it — refused by FastAPI's own
+    parameter checks, by the route, or answered some other way — so every verified request
+    uses its nonce, and a replay is told so first."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -230,8 +235,16 @@ class SignatureFirst(APIRoute):
             return handler
 
         async def signature_first(request: Request) -> Response:
-            request.state.principal = await check(request)
-            return await handler(request)
+            signer = request.state.principal = await check(request)
+            try:
+                response = await handler(request)
+            except Exception:
+                if not signer.nonce_spent:
+                    await spend_nonce_async(request.app.state.gateway, signer)
+                raise
+            if not signer.nonce_spent:
+                await spend_nonce_async(request.app.state.gateway, signer)
+            return response
 
         return signature_first
 

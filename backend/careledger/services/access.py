@@ -62,9 +62,8 @@ async def read_record_async(
     that logs nothing — and a replay is refused (NonceReused) before anything is disclosed.
     Break-glass, which counts and records under a lock shared by the gateway's processes,
     spends the nonce first and runs in a thread."""
-    nonce = nonce_of(principal)
     if purpose in BREAK_GLASS_PURPOSES and REASON_HEADER in principal.request.headers:
-        await asyncio.wrap_future(gw.commits.spend_nonce(nonce))
+        await asyncio.wrap_future(gw.commits.spend_nonce(nonce_of(principal)))
         return await asyncio.to_thread(read_record, gw, principal, record_id, purpose)
     try:
         row = await readable_record_async(gw.db, record_id)
@@ -72,12 +71,12 @@ async def read_record_async(
             raise errors.NotFound("no such record at this custodian")
         disclosed, disclosure = _decide(gw, principal, record_id, purpose, row)
     except errors.CareLedgerError:
-        await asyncio.wrap_future(gw.commits.spend_nonce(nonce))  # a replay is told so, first
+        await asyncio.wrap_future(gw.commits.spend_nonce(nonce_of(principal)))  # a replay is told so, first
         raise
     if disclosure is None:
-        await asyncio.wrap_future(gw.commits.spend_nonce(nonce))
+        await asyncio.wrap_future(gw.commits.spend_nonce(nonce_of(principal)))
     else:
-        await asyncio.wrap_future(gw.commits.queue_disclosure(disclosure, nonce=nonce))
+        await asyncio.wrap_future(gw.commits.queue_disclosure(disclosure, nonce=nonce_of(principal)))
     return disclosed
 
 

@@ -26,6 +26,7 @@ class Principal:
         self.keyid = keyid
         self.request = request
         self._signs_for = signs_for
+        self.nonce_spent = False  # set when its spend is handed to the store
 
     @cached_property
     def _membership(self) -> tuple[str | None, Role]:
@@ -89,6 +90,8 @@ async def spend_nonce_async(gw: Gateway, principal: Principal) -> None:
 
 
 def nonce_of(principal: Principal) -> NonceSpend:
-    """What spending this request's nonce records (kept until its signature expires, plus skew)."""
+    """What spending this request's nonce records (kept until its signature expires, plus skew),
+    for the caller to hand to the store at once: the principal counts as spent from here."""
+    principal.nonce_spent = True
     params = principal.request.params
     return NonceSpend(principal.keyid, params.nonce, params.expires + CLOCK_SKEW_S)

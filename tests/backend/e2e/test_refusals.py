@@ -191,6 +191,14 @@ def test_request_refused_when_signature_is_missing_stale_or_tampered(
     headers = sign_request(staff, "GET", consents)
     assert httpx.get(consents, headers=headers).status_code == 200
     _problem(httpx.get(consents, headers=headers), 401, "nonce")
+    # A read spends its nonce with its disclosure; refused before that (by the route's own
+    # checks, or FastAPI's), it has spent it all the same.
+    for refused, status in ((f"{url}/records/{NO_RECORD}?purpose=TREAT", 404),
+                            (f"{url}/records/{NO_RECORD}?purpose=PAYMT", 422),
+                            (f"{url}/records/{NO_RECORD}", 422)):  # fmt: skip
+        headers = sign_request(staff, "GET", refused)
+        assert httpx.get(refused, headers=headers).status_code == status
+        _problem(httpx.get(refused, headers=headers), 401, "nonce")
 
     # Tampered body: the digest no longer matches; with a matching digest, the signature fails.
     body = json.dumps(bundle()).encode()
