@@ -109,9 +109,10 @@ async def _send(
         return None, 0, b""
 
 
-def _address(requests: Sequence[Prepared]) -> tuple[str, int]:
+def _targets(requests: Sequence[Prepared]) -> tuple[str, int, list[bytes]]:
+    """Where the requests go (they all go to one gateway), and each as it goes on the wire."""
     parts = urlsplit(requests[0].url)
-    return parts.hostname or "127.0.0.1", parts.port or 80
+    return parts.hostname or "127.0.0.1", parts.port or 80, [p.wire() for p in requests]
 
 
 def _run(coro: Any) -> Any:
@@ -132,8 +133,7 @@ def closed_loop(
     as its last is answered, until the requests or `duration` seconds run out."""
     if not requests:
         return []
-    host, port = _address(requests)
-    wires = [p.wire() for p in requests]
+    host, port, wires = _targets(requests)
 
     async def run() -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -170,8 +170,7 @@ def open_loop(
     waits, its wait counted). An answer later than `timeout_s` counts as failed (status 0)."""
     if not requests:
         return []
-    host, port = _address(requests)
-    wires = [p.wire() for p in requests]
+    host, port, wires = _targets(requests)
 
     async def run() -> list[Outcome]:
         outcomes: list[Outcome] = []

@@ -33,7 +33,7 @@ from careledger.chain.eip712 import (
     Revocation,
 )
 from careledger.chain.reverts import RevertDecoder
-from careledger.chain.rpc import RawRpc, RpcRefused
+from careledger.chain.rpc import RawRpc
 from careledger.chain.sender import Sender, _revert_data
 from careledger.codes import MemberStatus, Role
 from careledger.hashing import checksum
@@ -1040,10 +1040,7 @@ class HeadWatcher:
         self.statuses.clear()
 
     def _rpc(self, method: str, params: list[Any]) -> Any:
-        try:
-            return self.ledger.rpc.call(method, params)
-        except RpcRefused as exc:
-            raise errors.ChainUnavailable(str(exc)) from None
+        return self.ledger.rpc.ask(method, params)
 
 
 def connect(rpc_url: str, *, timeout: float = 10.0) -> Web3:

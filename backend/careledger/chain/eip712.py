@@ -11,7 +11,6 @@ from functools import lru_cache
 from typing import Any, ClassVar, Self
 
 from eth_account import Account
-from eth_utils.crypto import keccak
 
 from careledger.hashing import keccak256
 
@@ -47,7 +46,7 @@ class TypedMessage:
 
     @classmethod
     def type_hash(cls) -> bytes:
-        return keccak(text=cls.type_string())
+        return _type_hash(cls.type_string())
 
     def message(self) -> dict[str, Any]:
         """The EIP-712 message, JSON-ready (bytes as 0x hex, which EIP-712 encoders accept)."""
@@ -97,7 +96,7 @@ class TypedMessage:
         return keccak256(b"\x19\x01" + _separator(domain) + self.struct_hash())
 
     def struct_hash(self) -> bytes:
-        words = [_type_hash(self.type_string())]
+        words = [self.type_hash()]
         words += [_encode(kind, getattr(self, _snake(name))) for kind, name in self.FIELDS]
         return keccak256(b"".join(words))
 

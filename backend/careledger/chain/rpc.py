@@ -69,3 +69,11 @@ class RawRpc:
         if "error" in answer:
             raise RpcRefused(method, answer["error"])
         return answer["result"]
+
+    def ask(self, method: str, params: list[Any]) -> Any:
+        """call() for reads that cannot be refused for a reason worth decoding: a refusal is
+        ChainUnavailable like an unreachable node."""
+        try:
+            return self.call(method, params)
+        except RpcRefused as exc:
+            raise errors.ChainUnavailable(str(exc)) from None

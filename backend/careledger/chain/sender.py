@@ -136,7 +136,7 @@ class Sender:
         """The receipt of a mined transaction, None while it is not mined. Status, block and
         gas come as ints; the logs stay as the node sent them (formatting a thousand logs the
         web3 way costs more than the relayer's whole step): decode them with the clients."""
-        raw = self._ask("eth_getTransactionReceipt", [tx_hash])
+        raw = self.rpc.ask("eth_getTransactionReceipt", [tx_hash])
         if raw is None:
             return None
         receipt = {
@@ -150,13 +150,7 @@ class Sender:
 
     def confirmed_nonce(self) -> int:
         """How many of this key's transactions are mined."""
-        return int(self._ask("eth_getTransactionCount", [self.address, "latest"]), 16)
-
-    def _ask(self, method: str, params: list[Any]) -> Any:
-        try:
-            return self.rpc.call(method, params)
-        except RpcRefused as exc:
-            raise errors.ChainUnavailable(str(exc)) from None
+        return int(self.rpc.ask("eth_getTransactionCount", [self.address, "latest"]), 16)
 
     def resync(self) -> None:
         """Forget the local nonce; the next signature asks the node."""
@@ -201,17 +195,17 @@ class Sender:
 
     def _next_nonce(self) -> int:
         if self._nonce is None:
-            self._nonce = int(self._ask("eth_getTransactionCount", [self.address, "pending"]), 16)
+            self._nonce = int(self.rpc.ask("eth_getTransactionCount", [self.address, "pending"]), 16)
         return self._nonce
 
     def _chain(self) -> int:
         if self._chain_id is None:
-            self._chain_id = int(self._ask("eth_chainId", []), 16)
+            self._chain_id = int(self.rpc.ask("eth_chainId", []), 16)
         return self._chain_id
 
     def _fees(self) -> tuple[Wei, Wei]:
         """(maxFeePerGas, maxPriorityFeePerGas): room for the base fee to double, a 1 gwei tip."""
-        block = self._ask("eth_getBlockByNumber", ["latest", False])
+        block = self.rpc.ask("eth_getBlockByNumber", ["latest", False])
         base = int(block.get("baseFeePerGas") or "0x0", 16)
         tip = 1_000_000_000 if base else 0
         return Wei(2 * base + tip), Wei(tip)

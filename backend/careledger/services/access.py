@@ -48,7 +48,9 @@ class Disclosed:
 def read_record(gw: Gateway, principal: Principal, record_id: bytes, purpose: Purpose) -> Disclosed:
     """Decide, decrypt, and queue the disclosure for the access log (committed on return).
     The request's nonce must be spent already (requests.spend_nonce)."""
-    disclosed, disclosure = _decide(gw, principal, record_id, purpose)
+    with gw.db.connection() as conn:
+        row = readable_record(conn, record_id)
+    disclosed, disclosure = _decide(gw, principal, row, purpose)
     if disclosure is not None:
         gw.commits.queue_disclosure(disclosure).result()
     return disclosed
@@ -58,36 +60,26 @@ async def read_record_async(
     gw: Gateway, principal: Principal, record_id: bytes, purpose: Purpose
 ) -> Disclosed:
     """read_record for an event loop, for a request whose nonce is not spent yet (identify):
-    the nonce is spent in the disclosure's own commit — or alone, before a refusal or a read
-    that logs nothing — and a replay is refused (NonceReused) before anything is disclosed.
-    Break-glass, which counts and records under a lock shared by the gateway's processes,
-    spends the nonce first and runs in a thread."""
+    a disclosure is committed together with the nonce, so a replay is refused (NonceReused)
+    before anything is disclosed; a refusal, or a read that logs nothing, leaves the nonce to
+    the API's signature wrapper, which spends it before anything is answered. Break-glass,
+    which counts and records under a lock shared by the gateway's processes, spends the nonce
+    first and runs in a thread."""
     if purpose in BREAK_GLASS_PURPOSES and REASON_HEADER in principal.request.headers:
         await asyncio.wrap_future(gw.commits.spend_nonce(nonce_of(principal)))
         return await asyncio.to_thread(read_record, gw, principal, record_id, purpose)
-    try:
-        row = await readable_record_async(gw.db, record_id)
-        if row is None:
-            raise errors.NotFound("no such record at this custodian")
-        disclosed, disclosure = _decide(gw, principal, record_id, purpose, row)
-    except errors.CareLedgerError:
-        await asyncio.wrap_future(gw.commits.spend_nonce(nonce_of(principal)))  # a replay is told so, first
-        raise
-    if disclosure is None:
-        await asyncio.wrap_future(gw.commits.spend_nonce(nonce_of(principal)))
-    else:
+    row = await readable_record_async(gw.db, record_id)
+    disclosed, disclosure = _decide(gw, principal, row, purpose)
+    if disclosure is not None:
         await asyncio.wrap_future(gw.commits.queue_disclosure(disclosure, nonce=nonce_of(principal)))
     return disclosed
 
 
 def _decide(
-    gw: Gateway, principal: Principal, record_id: bytes, purpose: Purpose, row: ReadableRecord | None = None
+    gw: Gateway, principal: Principal, row: ReadableRecord | None, purpose: Purpose
 ) -> tuple[Disclosed, dict[str, Any] | None]:
-    """The record for this reader (looked up unless given), and the disclosure to queue
-    (None: nothing to log, or logged already, as break-glass is)."""
-    if row is None:
-        with gw.db.connection() as conn:
-            row = readable_record(conn, record_id)
+    """The record for this reader, and the disclosure to queue (None: nothing to log, or
+    logged already, as break-glass is)."""
     if row is None:
         raise errors.NotFound("no such record at this custodian")
     if row.status == "erased":

@@ -481,11 +481,12 @@ class Relayer:
             if not self._due(oldest, count, cap, self.settings.log_batch_max_age_s):
                 return False
             pending = disclosures.pending_entries(cap)
-            unloggable = [row.id for row in pending if not _loggable(row.signature)]
+            unloggable = {row.id for row in pending if not _loggable(row.signature)}
             if unloggable:  # never let one bad row stall the whole log
-                disclosures.set_status(unloggable, "unloggable")
+                disclosures.set_status(sorted(unloggable), "unloggable")
                 log.error(
-                    "disclosures %s cannot be logged on chain (signature not 65-byte r||s||v)", unloggable
+                    "disclosures %s cannot be logged on chain (signature not 65-byte r||s||v)",
+                    sorted(unloggable),
                 )
             pending = [row for row in pending if row.id not in unloggable]
             if not pending:

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Engine, Select, create_engine, event, make_url, text
-from sqlalchemy.exc import DisconnectionError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from careledger.errors import StoreConflict, StoreUnavailable
@@ -203,7 +203,7 @@ class Database:
         except OperationalError as exc:
             self._drop_reader()
             raise StoreUnavailable(f"database unavailable: {exc.orig.__class__.__name__}") from None
-        except BaseException:
+        except DBAPIError:
             self._drop_reader()
             raise
 

@@ -126,23 +126,17 @@ class GroupCommit:
     def _commit(self, batch: list[_Unit]) -> None:
         try:
             results = self._write(batch)
-        except DBAPIError as exc:  # raised through SQLAlchemy's wrapping of the driver's error
-            self._forget_connection()
-            if exc.orig is not None and _is_integrity(exc.orig):
-                self._one_by_one(batch)
-            else:
-                _fail(batch, StoreUnavailable(f"database unavailable: {type(exc.orig).__name__}"))
-            return
         except Exception as exc:  # noqa: BLE001 - each waiting request gets the error, the thread lives
             self._forget_connection()
-            if _is_integrity(exc):
+            # the driver's own error, or the one SQLAlchemy wrapped when the pool connected
+            cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+            if _is_integrity(cause):
                 self._one_by_one(batch)
-                return
-            if _is_operational(exc):
-                _fail(batch, StoreUnavailable(f"database unavailable: {type(exc).__name__}"))
-                return
-            log.error("group commit failed", extra={"fields": {"error": type(exc).__name__}})
-            _fail(batch, StoreUnavailable("the store refused the write"))
+            elif _is_operational(cause) or isinstance(exc, DBAPIError):
+                _fail(batch, StoreUnavailable(f"database unavailable: {type(cause).__name__}"))
+            else:
+                log.error("group commit failed", extra={"fields": {"error": type(exc).__name__}})
+                _fail(batch, StoreUnavailable("the store refused the write"))
             return
         for unit, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):

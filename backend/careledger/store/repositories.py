@@ -316,12 +316,6 @@ class Disclosures:
         )
         return int(getattr(result, "rowcount", 0) or 0)
 
-    def by_ids(self, ids: Sequence[int]) -> Sequence[DisclosureRow]:
-        return self.s.scalars(select(DisclosureRow).where(DisclosureRow.id.in_(ids))).all()
-
-    def by_tx(self, tx_id: int) -> Sequence[DisclosureRow]:
-        return self.s.scalars(select(DisclosureRow).where(DisclosureRow.tx_id == tx_id)).all()
-
     def sending(self) -> Sequence[DisclosureRow]:
         return self.s.scalars(select(DisclosureRow).where(DisclosureRow.status == "sending")).all()
 
