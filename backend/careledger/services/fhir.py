@@ -15,13 +15,15 @@ import codecs
 import itertools
 import json
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
+import jiter
 import orjson
 from fhir.resources.R4B import get_fhir_model_class as _get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
@@ -29,6 +31,7 @@ from pydantic import ValidationError
 
 from careledger.codes import Category
 from careledger.errors import CareLedgerError
+from careledger.services.fhir_precheck import Precheck
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 """Default body limit: large enough for a transaction of ordinary records with inline
@@ -116,13 +119,56 @@ def parse_json(body: bytes, *, max_depth: int = 64, max_bytes: int = MAX_BODY_BY
     """Parse a request body as one strict JSON object.
 
     Refuses (FhirInvalid): bodies over `max_bytes` (`too-long`), invalid UTF-8, malformed
-    JSON, duplicate keys, NaN/Infinity, non-object top level (`structure`), nesting deeper
-    than `max_depth` (`too-costly`, found by a bracket scan before `json.loads` recurses).
-    A leading UTF-8 byte order mark is ignored (RFC 8259 §8.1 allows it).
+    JSON, duplicate keys, NaN/Infinity, unpaired UTF-16 surrogate escapes, non-object top
+    level (`structure`), nesting deeper than `max_depth` (`too-costly`). A leading UTF-8
+    byte order mark is ignored (RFC 8259 §8.1 allows it).
 
     Numbers with a fraction or exponent come back as `Decimal`: FHIR decimals keep their
     precision (1.50 ≠ 1.5), so a float would corrupt them. Serialize with `canonical_json`.
+
+    jiter parses in Rust, refusing duplicate keys, NaN, lone surrogates and nesting past its
+    own limit as it goes; whatever it refuses is parsed again by `reference_parse_json`,
+    which says what is wrong (tests hold the two to the same answers).
     """
+    if len(body) > max_bytes:
+        raise _invalid("too-long", f"body is {len(body)} bytes; the limit is {max_bytes}")
+    try:
+        value = jiter.from_json(
+            body.removeprefix(codecs.BOM_UTF8),
+            allow_inf_nan=False,
+            catch_duplicate_keys=True,
+            float_mode="decimal",
+            cache_mode="keys",
+        )
+    except ValueError:
+        return reference_parse_json(body, max_depth=max_depth, max_bytes=max_bytes)
+    if not _depth_within(value, max_depth):
+        raise _invalid("too-costly", f"JSON nested deeper than {max_depth} levels")
+    if not isinstance(value, dict):
+        raise _invalid("structure", f"the body must be a JSON object, not {_json_kind(value)}")
+    return value
+
+
+def _depth_within(value: Any, max_depth: int) -> bool:
+    """Whether a parsed JSON value nests at most `max_depth` objects and arrays deep: one
+    level at a time, so the walk never recurses."""
+    level = [value] if type(value) is dict or type(value) is list else []
+    for _ in range(max_depth):
+        inner: list[Any] = []
+        for item in level:
+            members = item.values() if type(item) is dict else item
+            inner += [v for v in members if type(v) is dict or type(v) is list]
+        if not inner:
+            return True
+        level = inner
+    return not level
+
+
+def reference_parse_json(
+    body: bytes, *, max_depth: int = 64, max_bytes: int = MAX_BODY_BYTES
+) -> dict[str, Any]:
+    """parse_json written with the standard library: what names the fault in input the fast
+    path refuses, and the definition the fast path is tested against."""
     if len(body) > max_bytes:
         raise _invalid("too-long", f"body is {len(body)} bytes; the limit is {max_bytes}")
     text = _decode(body)
@@ -139,7 +185,7 @@ def parse_json(body: bytes, *, max_depth: int = 64, max_bytes: int = MAX_BODY_BY
         raise _invalid(
             "structure", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from None
-    except ValueError:  # Python refuses integers of more than 4,300 digits
+    except (ValueError, InvalidOperation):  # integers of over 4,300 digits, exponents past 10^18
         raise _invalid("structure", "a number in the body is too large") from None
     if not isinstance(value, dict):
         raise _invalid("structure", f"the body must be a JSON object, not {_json_kind(value)}")
@@ -248,6 +294,9 @@ def validate(resource: dict[str, Any]) -> None:
     if resource_type == "Bundle":
         _transaction_entries(resource)
         return
+    if _precheck().accepts(resource):  # the shape and the model's rules, compiled
+        _raise_if(_id_issues(resource, resource_type))
+        return
     _raise_if(_shape_issues(resource, resource_type))
     _raise_if(_resource_issues(resource, resource_type))
 
@@ -350,18 +399,41 @@ def _shape_issues(value: Any, at: str) -> list[Issue]:
 
 def _resource_issues(resource: dict[str, Any], at: str) -> list[Issue]:
     """R4B model issues, then our id rule, for one resource whose shape passed."""
-    model = get_fhir_model_class(resource["resourceType"])
-    try:
-        model.model_validate(resource)
-    except ValidationError as exc:
-        return [_model_issue(error, at) for error in exc.errors()[:MAX_ISSUES]]
-    except (KeyError, TypeError, AttributeError):
-        # fhir.resources raises these for some malformed input (an unknown contained resourceType)
-        return [Issue("structure", "the resource does not follow its FHIR R4 structure", at)]
+    if not _precheck().accepts(resource):  # then the model decides, and says why
+        model = get_fhir_model_class(resource["resourceType"])
+        try:
+            model.model_validate(resource)
+        except ValidationError as exc:
+            return [_model_issue(error, at) for error in exc.errors()[:MAX_ISSUES]]
+        except (KeyError, TypeError, AttributeError):
+            # fhir.resources raises these for some malformed input (an unknown contained resourceType)
+            return [Issue("structure", "the resource does not follow its FHIR R4 structure", at)]
+    return _id_issues(resource, at)
+
+
+def _id_issues(resource: dict[str, Any], at: str) -> list[Issue]:
     resource_id = resource.get("id")
     if resource_id is not None and not (isinstance(resource_id, str) and ID_PATTERN.fullmatch(resource_id)):
         return [Issue("value", "ids are 1-64 characters from A-Z a-z 0-9 - .", f"{at}.id")]
     return []
+
+
+PRECHECKED = frozenset({"Bundle", "Medication", "Practitioner", "PractitionerRole", "Organization",
+                        "Location", "Device", "Specimen", "Substance"})  # fmt: skip
+"""Compiled for the pre-check besides the record types (CATEGORIES): the transaction Bundle
+and the resources records commonly contain."""
+
+_PRECHECK_LOCK = threading.Lock()
+_PRECHECK: list[Precheck] = []  # built once, by whichever thread needs it first
+
+
+def _precheck() -> Precheck:
+    """Built on first use (~0.5 s, ~20 MB), not at import: most processes never ingest."""
+    if not _PRECHECK:
+        with _PRECHECK_LOCK:
+            if not _PRECHECK:
+                _PRECHECK.append(Precheck(PRECHECKED | CATEGORIES.keys()))
+    return _PRECHECK[0]
 
 
 def _model_issue(error: Any, at: str) -> Issue:
@@ -732,14 +804,22 @@ def _transaction_entries(bundle: dict[str, Any]) -> list[TransactionEntry]:
             "not-supported", f"Bundle type {shown!r} is not accepted: only 'transaction'", "Bundle.type"
         )
     raw = bundle.get("entry", [])
-    # FHIR JSON forbids empty arrays, but `"entry": []` is how clients (and our signature test
-    # vector) write an empty transaction: tolerate it there alone.
-    _raise_if(_shape_issues({k: v for k, v in bundle.items() if not (k == "entry" and v == [])}, "Bundle"))
-    shell = (
-        {**bundle, "entry": [_without_resource(e) for e in raw]} if isinstance(raw, list) and raw else bundle
-    )
-    _raise_if(_resource_issues(shell, "Bundle"))
-    _raise_if([issue for n, entry in enumerate(raw) for issue in _entry_resource_issues(entry, n)])
+    if _precheck().accepts(bundle):  # the Bundle and every resource in it, in one compiled pass
+        _raise_if(_id_issues(bundle, "Bundle"))
+        resources = [(n, e["resource"]) for n, e in enumerate(raw) if "resource" in e]
+        _raise_if([i for n, r in resources for i in _id_issues(r, f"Bundle.entry[{n}].resource")])
+    else:
+        # FHIR JSON forbids empty arrays, but `"entry": []` is how clients (and our signature
+        # test vector) write an empty transaction: tolerate it there alone.
+        tolerated = {k: v for k, v in bundle.items() if not (k == "entry" and v == [])}
+        _raise_if(_shape_issues(tolerated, "Bundle"))
+        shell = (
+            {**bundle, "entry": [_without_resource(e) for e in raw]}
+            if isinstance(raw, list) and raw
+            else bundle
+        )
+        _raise_if(_resource_issues(shell, "Bundle"))
+        _raise_if([issue for n, entry in enumerate(raw) for issue in _entry_resource_issues(entry, n)])
     entries: list[TransactionEntry] = []
     issues: list[Issue] = []
     for n, entry in enumerate(raw):

@@ -140,6 +140,14 @@ class WriteTurns:
             self._lock.release()
 
 
+def take_write_turn(engine: Engine, dbapi_connection: Any) -> None:
+    """Before a write straight on the driver's connection (no SQLAlchemy events fire there):
+    take this process's turn at SQLite's write lock, as every other writer does."""
+    turns = _TURNS.get(engine)
+    if turns is not None:
+        turns.take(dbapi_connection)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_s: float) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers and the one writer proceed together; secure_delete zeroes freed
@@ -167,9 +175,7 @@ class Database:
     def turns_take(self, raw: Any) -> None:
         """Before a write on a raw pooled connection (no SQLAlchemy events fire there): take
         this process's turn at SQLite's write lock, as every other writer does."""
-        turns = _TURNS.get(self.engine)
-        if turns is not None:
-            turns.take(raw.dbapi_connection)
+        take_write_turn(self.engine, raw.dbapi_connection)
 
     @property
     def is_sqlite(self) -> bool:

@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from careledger.errors import NonceReused, StoreConflict, StoreUnavailable
+from careledger.store.compiled import Compiled
 from careledger.store.db import Database
 from careledger.store.models import ChainJobRow, DisclosureRow, NonceRow
 
@@ -185,8 +186,8 @@ class _Statements:
         spend = (sqlite_insert if self.sqlite else postgresql_insert)(
             _table(NonceRow)
         ).on_conflict_do_nothing()
-        self._spend = _Compiled(spend if self.sqlite else spend.returning(literal_column("1")), dialect)
-        self._inserts: dict[str, _Compiled] = {}
+        self._spend = Compiled(spend if self.sqlite else spend.returning(literal_column("1")), dialect)
+        self._inserts: dict[str, Compiled] = {}
         for model in (DisclosureRow, ChainJobRow):
             table = _table(model)
             statement = insert(table).values(
@@ -197,7 +198,7 @@ class _Statements:
                 for c in table.columns
                 if isinstance(c.default, ScalarElementColumnDefault)
             }
-            self._inserts[table.name] = _Compiled(
+            self._inserts[table.name] = Compiled(
                 statement if self.sqlite else statement.returning(table.c.id), dialect, defaults
             )
 
@@ -276,31 +277,6 @@ class _Statements:
             return [postgresql_outcome(result) for result in cursor.results()]
         finally:
             cursor.close()
-
-
-class _Compiled:
-    """A statement as the driver takes it, and how to turn column values into its parameters."""
-
-    def __init__(self, statement: Any, dialect: Any, defaults: dict[str, Any] | None = None) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.defaults = defaults or {}  # a column left out takes its default, else NULL
-        self.sql = str(compiled)
-        self.positional = bool(dialect.positional)
-        self.names: list[str] = list(compiled.positiontup or []) if self.positional else list(compiled.binds)
-        types = {name: bind.type for name, bind in compiled.binds.items()}
-        self.processors = {
-            name: processor
-            for name in self.names
-            if (processor := types[name].bind_processor(dialect)) is not None
-        }
-
-    def params(self, values: dict[str, Any]) -> Any:
-        given = {name: values.get(name, self.defaults.get(name)) for name in self.names}
-        converted = {
-            name: self.processors[name](value) if name in self.processors else value
-            for name, value in given.items()
-        }
-        return tuple(converted[name] for name in self.names) if self.positional else converted
 
 
 def _table(model: Any) -> Table:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, NamedTuple, cast
 
+import psycopg
 from sqlalchemy import Connection, Row, Select, Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from careledger.errors import NonceReused
-from careledger.store.db import Database
+from careledger.errors import NonceReused, StoreConflict, StoreUnavailable
+from careledger.store.compiled import Compiled
+from careledger.store.db import Database, take_write_turn
 from careledger.store.models import (
     AnchorBatchRow,
     ChainJobRow,
@@ -125,9 +128,24 @@ class Records:
         return found
 
     def insert_many(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert rows given as column values: one multi-row INSERT, no ORM objects built."""
-        if rows:  # Core, on the session's connection: the ORM's bulk path costs as much again
-            self.s.connection().execute(_INSERT_RECORD, rows)
+        """Insert rows given as column values, in the session's transaction: one executemany
+        on the driver's connection (SQLAlchemy's own executemany cost a tenth of ingest)."""
+        if not rows:
+            return
+        conn = self.s.connection()
+        compiled = _insert_record(conn.dialect)
+        raw = conn.connection.dbapi_connection
+        assert raw is not None  # the session's connection is open
+        take_write_turn(conn.engine, raw)
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(compiled.sql, [compiled.params(row) for row in rows])
+        except (sqlite3.IntegrityError, psycopg.IntegrityError):
+            raise StoreConflict("a concurrent change got there first") from None
+        except (sqlite3.OperationalError, psycopg.OperationalError) as exc:
+            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from None
+        finally:
+            cursor.close()
 
     def latest(self, patient_id: int, resource_type: str, resource_id: str) -> RecordRow | None:
         return self.s.scalar(
@@ -499,7 +517,16 @@ _BY_LOCAL_REFERENCE = (
     .limit(1)
 )
 _RECORDS = cast(Table, RecordRow.__table__)
-_INSERT_RECORD = insert(_RECORDS)
+_INSERT_RECORD = insert(_RECORDS).values(
+    {c.name: bindparam(c.name) for c in _RECORDS.columns if not c.primary_key}
+)
+
+
+@lru_cache(maxsize=4)
+def _insert_record(dialect: Any) -> Compiled:
+    return Compiled(_INSERT_RECORD, dialect)
+
+
 _ASSIGN_LEAF = (
     update(_RECORDS)
     .where(_RECORDS.c.id == bindparam("row_id"))

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from careledger.errors import CareLedgerError
 from careledger.services import fhir
-from careledger.services.fhir import MAX_BODY_BYTES, FhirInvalid, parse_json
+from careledger.services.fhir import MAX_BODY_BYTES, FhirInvalid, parse_json, reference_parse_json
 
 
 def _refusal(body: bytes, **limits: int) -> FhirInvalid:
@@ -124,6 +127,13 @@ def test_parse_json_accepts_paired_surrogate_escape() -> None:
     assert parse_json(b'{"name":"\\ud83d\\ude00"}')["name"] == "\U0001f600"
 
 
+def test_parse_json_refuses_an_exponent_no_decimal_can_hold() -> None:
+    # Decimal() raised InvalidOperation (no ValueError) here: the gateway answered 500
+    refusal = _refusal(b'{"v": 1e' + b"9" * 40 + b"}")
+    assert refusal.code == "structure"
+    assert "too large" in str(refusal)
+
+
 def test_parse_json_refuses_integer_too_large_for_python() -> None:
     assert _refusal(b'{"n":' + b"9" * 5000 + b"}").code == "structure"
 
@@ -144,3 +154,43 @@ def test_parse_json_refusal_is_one_short_line(body: bytes) -> None:
     assert isinstance(error, CareLedgerError)
     assert "\n" not in str(error) and "Traceback" not in str(error)
     assert len(str(error)) <= 200
+
+
+# --- the fast parser against the reference parser ------------------------------------------
+
+_JSON_TOKENS = st.sampled_from(
+    [
+        b"{", b"}", b"[", b"]", b",", b":", b'"a"', b'"b"', b'"\\u00e9"', b'"\\ud800"', b'"\\ud83d\\ude00"',
+        b'"\\/"', b'"\\x"', b'"\x01"', b"1", b"-0", b"1.50", b"1e400", b"01", b"1.", b"NaN", b"-Infinity",
+        b"true", b"null", b" ", b"\t", b"\n", b"\x0c", b"\xc3\xa9", b"\xff", b"9" * 4301, b"\xef\xbb\xbf",
+    ]
+)  # fmt: skip
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=6)
+    | st.decimals(allow_nan=False, allow_infinity=False).map(str).map(Decimal),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=12,
+)
+
+
+def _outcome(body: bytes, max_depth: int, parse: Any) -> tuple[str, str]:
+    try:
+        return ("value", repr(parse(body, max_depth=max_depth)))  # repr: 1.50 is not 1.5, 1 is not 1.0
+    except FhirInvalid as exc:
+        return (exc.code, str(exc))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_JSON_TOKENS, max_size=14).map(b"".join), st.integers(1, 4))
+def test_parse_json_answers_as_the_reference_on_token_soup(body: bytes, max_depth: int) -> None:
+    assert _outcome(body, max_depth, parse_json) == _outcome(body, max_depth, reference_parse_json)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_JSON_VALUES, st.integers(1, 6), st.booleans())
+def test_parse_json_answers_as_the_reference_on_json(value: Any, max_depth: int, ascii_only: bool) -> None:
+    body = json.dumps({"v": value}, ensure_ascii=ascii_only, default=str).encode()
+    assert _outcome(body, max_depth, parse_json) == _outcome(body, max_depth, reference_parse_json)

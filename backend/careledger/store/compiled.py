@@ -1,0 +1,39 @@
+"""Statements compiled once by SQLAlchemy and run on the driver's own connection.
+
+For the few statements on a hot path (the group commit's writes, ingest's insert of a
+Bundle's records): SQLAlchemy composes the SQL and knows each type's conversion, the driver
+runs it without SQLAlchemy's per-execution machinery.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import LargeBinary
+
+
+class Compiled:
+    """A statement as the driver takes it, and how to turn column values into its parameters."""
+
+    def __init__(self, statement: Any, dialect: Any, defaults: dict[str, Any] | None = None) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.defaults = defaults or {}  # a column left out takes its default, else NULL
+        self.sql = str(compiled)
+        self.positional = bool(dialect.positional)
+        self.names: list[str] = list(compiled.positiontup or []) if self.positional else list(compiled.binds)
+        types = {name: bind.type for name, bind in compiled.binds.items()}
+        self.processors = {
+            name: processor
+            for name in self.names
+            if (processor := types[name].bind_processor(dialect)) is not None
+            # sqlite3 takes bytes as they are; SQLAlchemy's processor only wraps them
+            and not (dialect.name == "sqlite" and isinstance(types[name], LargeBinary))
+        }
+
+    def params(self, values: dict[str, Any]) -> Any:
+        given = {name: values.get(name, self.defaults.get(name)) for name in self.names}
+        converted = {
+            name: self.processors[name](value) if name in self.processors else value
+            for name, value in given.items()
+        }
+        return tuple(converted[name] for name in self.names) if self.positional else converted

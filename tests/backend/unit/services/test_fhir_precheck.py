@@ -1,0 +1,185 @@
+"""The compiled pre-check (services/fhir_precheck.py) against the R4B models it stands in for.
+
+Soundness: whatever the pre-check accepts, the resource's model accepts and the FHIR JSON
+shape rules hold — checked on the HL7 examples and on mutations of them (members dropped,
+added, duplicated across a choice, set to other values; nulls and empty objects put in).
+Usefulness: the valid examples of the types it compiles pass it, so ingest rarely needs the
+models at all. What it refuses goes to the models, whose answer is the one reported.
+"""
+
+from __future__ import annotations
+
+import copy
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from careledger.services import fhir
+from careledger.services.fhir_precheck import Precheck
+from tests.backend.unit.services.fhir_files import example_names, load
+
+PRECHECK = fhir._precheck()
+COMPILED = sorted(n for n in example_names() if load(n)["resourceType"] in PRECHECK.resource_types)
+# Examples the pre-check leaves to the models, and why: each holds a resource of a type it does
+# not compile (an OperationOutcome in a response, Parameters in a transaction).
+LEFT_TO_THE_MODELS = {"Bundle-bundle-response.json", "Bundle-bundle-transaction.json"}
+
+
+def model_accepts(resource: Any) -> bool:
+    try:
+        fhir.get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    except (ValidationError, KeyError, TypeError, AttributeError, ValueError):
+        return False
+    return True
+
+
+def test_compiles_every_record_type_and_the_transaction_bundle() -> None:
+    assert set(fhir.CATEGORIES) | {"Bundle"} <= PRECHECK.resource_types
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_valid_examples_pass_without_the_models(name: str) -> None:
+    resource = load(name)
+    assert model_accepts(resource)
+    assert PRECHECK.accepts(resource) is (name not in LEFT_TO_THE_MODELS)
+
+
+def test_known_faults_are_refused() -> None:
+    obs = load("Observation-f001.json")
+    faults: list[dict[str, Any]] = [
+        {k: v for k, v in obs.items() if k != "code"},  # a required element missing
+        {k: v for k, v in obs.items() if k != "status"},  # a required primitive missing
+        obs | {"valueString": "6.3"},  # two values of one choice element
+        obs | {"status": "final "},  # a code with trailing space
+        obs | {"issued": "2013-02-30T10:00:00Z"},  # no such day
+        obs | {"unknownElement": True},
+        obs | {"identifier": [None]},  # null in a list of complex elements
+        obs | {"identifier": []},
+        obs | {"code": {}},
+        obs | {"resourceType": "Condition"},
+        obs | {"contained": [{"resourceType": "Parameters", "id": "p"}]},
+        obs | {"valueQuantity": obs["valueQuantity"] | {"value": [6]}},
+    ]
+    for fault in faults:
+        assert not PRECHECK.accepts(fault), fault
+
+
+def test_a_model_with_rules_it_does_not_know_is_left_to_the_model() -> None:
+    # Consent is not compiled here; a Precheck that names it would compile it, but an unknown
+    # resource type at the top is refused, never guessed at.
+    assert not PRECHECK.accepts(load("Consent-consent-example-signature.json"))
+    assert Precheck(["Observation"]).accepts(load("Observation-f001.json"))
+    assert not Precheck(["Observation"]).accepts(load("Condition-example.json"))
+
+
+# --- mutations ---------------------------------------------------------------------------
+
+ELEMENT_NAMES = sorted(
+    {
+        field.alias or name
+        for model_name in PRECHECK.resource_types
+        for model in [fhir.get_fhir_model_class(model_name)]
+        for name, field in model.model_fields.items()
+    }
+    | {"value", "valueString", "valueQuantity", "_status", "reference", "system", "code", "div", "extension"}
+)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "final",
+            "x y",
+            "2013-04-02",
+            "2013-02-29",
+            "2012-02-29",
+            "2013-04-02T09:30:10+01:00",
+            "2013-04-02T09:30:10",
+            "09:30:10",
+            "http://loinc.org",
+            "urn:uuid:x",
+            "Patient/f001",
+            "1.2.3",
+            "abc\u0000",
+            "-1",
+            "0",
+            "AAAA",
+            "A===",
+            '<div xmlns="http://www.w3.org/1999/xhtml">x</div>',
+            "<div>x</div>",
+            "a" * 70,
+        ]
+    ),
+    st.text(max_size=8),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(ELEMENT_NAMES), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _containers(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [path] if isinstance(value, dict | list) else []
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
+    for key, item in items:
+        found += _containers(item, (*path, key))
+    return found
+
+
+def _at(value: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        value = value[key]
+    return value
+
+
+@st.composite
+def mutants(draw: st.DrawFn) -> dict[str, Any]:
+    resource = copy.deepcopy(load(draw(st.sampled_from(COMPILED))))
+    for _ in range(draw(st.integers(1, 3))):
+        target = _at(resource, draw(st.sampled_from(_containers(resource))))
+        action = draw(st.sampled_from(["drop", "set", "add", "null", "empty"]))
+        if isinstance(target, list):
+            if action == "drop" and len(target) > 1:
+                target.pop(draw(st.integers(0, len(target) - 1)))
+            elif action == "null":
+                target.append(None)
+            elif target:
+                target[draw(st.integers(0, len(target) - 1))] = draw(VALUES)
+        elif target:
+            key = draw(st.sampled_from(sorted(target)))
+            if action == "drop":
+                del target[key]
+            elif action == "add":
+                target[draw(st.sampled_from(ELEMENT_NAMES))] = draw(VALUES)
+            elif action == "null":
+                target[key] = None
+            elif action == "empty":
+                target[key] = draw(st.sampled_from([{}, [], ""]))
+            else:
+                target[key] = draw(VALUES)
+    return resource
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutants())
+def test_what_the_precheck_accepts_the_model_accepts(resource: dict[str, Any]) -> None:
+    if PRECHECK.accepts(resource):
+        assert model_accepts(resource)
+        assert fhir._shape_ok(resource)
+
+
+def test_decimals_and_integers_as_parsed_pass() -> None:
+    obs = load("Observation-f001.json")
+    assert isinstance(obs["valueQuantity"]["value"], Decimal)
+    assert PRECHECK.accepts(obs | {"valueQuantity": obs["valueQuantity"] | {"value": 6}})
