@@ -280,6 +280,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     async def lifespan(app: FastAPI) -> Any:
         gw = gateway if gateway is not None else await run_in_threadpool(build_gateway, settings)
         app.state.gateway = gw
+        await run_in_threadpool(fhir.prepare)
         # What is alive now (modules, models, the ABIs) lives as long as the process: moved out
         # of the cyclic collector's sight, a full collection no longer walks ~100 MB of it.
         gc.collect()

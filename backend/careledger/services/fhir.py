@@ -427,6 +427,12 @@ _PRECHECK_LOCK = threading.Lock()
 _PRECHECK: list[Precheck] = []  # built once, by whichever thread needs it first
 
 
+def prepare() -> None:
+    """Build what validation needs now rather than on the first record (the gateway does it
+    at startup, before it freezes what lives as long as the process)."""
+    _precheck()
+
+
 def _precheck() -> Precheck:
     """Built on first use (~0.5 s, ~20 MB), not at import: most processes never ingest."""
     if not _PRECHECK:
