@@ -764,9 +764,12 @@ def split_transaction(bundle: dict[str, Any], *, patient: str | None = None) -> 
     are rewritten to `{Type}/{id}` as a FHIR transaction requires (so a retry with fresh
     uuids stores identical content); one that matches no entry is refused.
     """
-    entries = _transaction_entries(bundle)
+    entries, references = _transaction_entries(bundle)
     targets = {e.full_url: f"{e.resource_type}/{e.resource_id}" for e in entries if e.full_url}
-    resolved = [_resolved(entry, n, targets) for n, entry in enumerate(entries)]
+    if references is not None and not any(r in targets or r.startswith(_LOCAL_URNS) for r in references):
+        resolved = entries  # the pre-check saw every reference in the Bundle: none to rewrite
+    else:
+        resolved = [_resolved(entry, n, targets) for n, entry in enumerate(entries)]
     check_entries(resolved, patient=patient)
     return resolved
 
@@ -800,8 +803,12 @@ def _resolved(entry: TransactionEntry, n: int, targets: Mapping[str, str]) -> Tr
     return TransactionEntry(entry.full_url, entry.resource_type, entry.resource_id, entry.method, resource)
 
 
-def _transaction_entries(bundle: dict[str, Any]) -> list[TransactionEntry]:
-    """Check a transaction Bundle completely; its entries as given (references untouched)."""
+def _transaction_entries(
+    bundle: dict[str, Any],
+) -> tuple[list[TransactionEntry], list[str] | None]:
+    """Check a transaction Bundle completely; its entries as given (references untouched),
+    and every string `reference` in it when the compiled pre-check saw them all (else None)."""
+    seen: list[str] = []
     if _resource_type(bundle, None) != "Bundle":
         raise _invalid("invalid", "expected a Bundle", "resourceType")
     if bundle.get("type") != "transaction":
@@ -810,7 +817,8 @@ def _transaction_entries(bundle: dict[str, Any]) -> list[TransactionEntry]:
             "not-supported", f"Bundle type {shown!r} is not accepted: only 'transaction'", "Bundle.type"
         )
     raw = bundle.get("entry", [])
-    if _precheck().accepts(bundle):  # the Bundle and every resource in it, in one compiled pass
+    accepted = _precheck().accepts(bundle, seen)  # the Bundle and its resources in one pass
+    if accepted:
         _raise_if(_id_issues(bundle, "Bundle"))
         resources = [(n, e["resource"]) for n, e in enumerate(raw) if "resource" in e]
         _raise_if([i for n, r in resources for i in _id_issues(r, f"Bundle.entry[{n}].resource")])
@@ -834,7 +842,7 @@ def _transaction_entries(bundle: dict[str, Any]) -> list[TransactionEntry]:
         except FhirInvalid as exc:
             issues.extend(exc.issues)
     _raise_if(issues or list(_duplicates(entries)))
-    return entries
+    return entries, (seen if accepted else None)
 
 
 def _without_resource(entry: Any) -> Any:
@@ -914,6 +922,9 @@ def _duplicates(entries: list[TransactionEntry]) -> Iterator[Issue]:
             seen.setdefault(key, n)
 
 
+_LOCAL_URNS = ("urn:uuid:", "urn:oid:")
+
+
 def _resolve_references(value: Any, targets: Mapping[str, str], unresolved: list[str]) -> Any:
     """`value` with bundle-local references rewritten to `{Type}/{id}`: the objects and arrays
     on the way to a rewritten reference are copies, everything else is shared (most entries
@@ -941,7 +952,7 @@ def _resolve_references(value: Any, targets: Mapping[str, str], unresolved: list
         if reference in targets:
             changed = changed if changed is not None else dict(value)
             changed["reference"] = targets[reference]
-        elif reference.startswith(("urn:uuid:", "urn:oid:")):
+        elif reference.startswith(_LOCAL_URNS):
             unresolved.append(reference)
     return value if changed is None else changed
 

@@ -69,10 +69,11 @@ class Precheck:
     def resource_types(self) -> frozenset[str]:
         return frozenset(self._resources)
 
-    def accepts(self, resource: Mapping[str, Any]) -> bool:
-        """True only if the resource's R4B model accepts it as well."""
+    def accepts(self, resource: Mapping[str, Any], references: list[str] | None = None) -> bool:
+        """True only if the resource's R4B model accepts it as well. When True, `references`
+        (if given) has gained every string `reference` member of every object in it."""
         try:
-            self._validator.validate_python(resource)
+            self._validator.validate_python(resource, context=references)
         except (ValidationError, ValueError, TypeError, KeyError, AttributeError):
             return False
         return True
@@ -122,11 +123,17 @@ class Precheck:
             )
         elements = core_schema.typed_dict_schema(fields, extra_behavior="forbid")
         # an empty object is refused (FHIR JSON forbids it)
-        typed = core_schema.chain_schema([core_schema.dict_schema(min_length=1), elements])
+        typed: core_schema.CoreSchema = core_schema.chain_schema(
+            [core_schema.dict_schema(min_length=1), elements]
+        )
         choices = _choices(model)
-        if not choices:
-            return typed
-        return core_schema.no_info_after_validator_function(_choice_rule(choices), typed)
+        if choices:
+            typed = core_schema.no_info_after_validator_function(_choice_rule(choices), typed)
+        if "reference" in fields and fields["reference"]["schema"]["type"] != "definition-ref":
+            # the only objects that can hold a string `reference` (a Reference, and a few whose
+            # `reference` is a uri): collected for the caller
+            typed = core_schema.with_info_after_validator_function(_collect_reference, typed)
+        return typed
 
     def _element(self, schema: core_schema.CoreSchema) -> core_schema.CoreSchema:
         """A field's schema with every complex element replaced by its typed dict."""
@@ -194,6 +201,13 @@ def _choice_rule(choices: list[tuple[frozenset[str], bool]]) -> Callable[[dict[s
         return element
 
     return check
+
+
+def _collect_reference(element: dict[str, Any], info: core_schema.ValidationInfo) -> dict[str, Any]:
+    collected = info.context
+    if collected is not None and isinstance(element.get("reference"), str):
+        collected.append(element["reference"])
+    return element
 
 
 def _refuse(value: Any) -> Any:

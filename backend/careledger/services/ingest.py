@@ -22,8 +22,7 @@ from careledger.services import fhir
 from careledger.services.gateway import Gateway
 from careledger.services.keys import record_key, sealing_key
 from careledger.services.requests import Principal
-from careledger.store.models import PatientRow, RecordRow
-from careledger.store.repositories import Patients, Records
+from careledger.store.repositories import LatestVersion, PatientKey, Patients, Records
 
 PATIENT_REFERENCE = re.compile(r"Patient/[A-Za-z0-9\-.]{1,64}")
 RETRIES_ON_RACE = 2
@@ -125,9 +124,9 @@ def _store(
 def _store_version(
     gw: Gateway,
     kek: KeyRing,
-    latest: RecordRow | None,
+    latest: LatestVersion | None,
     new: list[dict[str, Any]],
-    patient: PatientRow,
+    patient: PatientKey,
     resource_type: str,
     resource_id: str,
     resource: dict[str, Any],

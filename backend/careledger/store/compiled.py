@@ -17,7 +17,10 @@ class Compiled:
 
     def __init__(self, statement: Any, dialect: Any, defaults: dict[str, Any] | None = None) -> None:
         compiled = statement.compile(dialect=dialect)
-        self.defaults = defaults or {}  # a column left out takes its default, else NULL
+        # A parameter left out takes the statement's own value (a literal such as LIMIT 1),
+        # else the column's default, else NULL.
+        self.defaults = {name: bind.value for name, bind in compiled.binds.items() if bind.value is not None}
+        self.defaults |= defaults or {}
         self.sql = str(compiled)
         self.positional = bool(dialect.positional)
         self.names: list[str] = list(compiled.positiontup or []) if self.positional else list(compiled.binds)

@@ -40,16 +40,37 @@ class Patients:
     def by_id(self, patient_id: int) -> PatientRow | None:
         return self.s.get(PatientRow, patient_id)
 
-    def by_local_reference(self, reference: str) -> PatientRow | None:
+    def by_local_reference(self, reference: str) -> PatientKey | None:
         """The pseudonym that receives this custodian's records for a patient reference: the
         newest enrolled one (a rotated pseudonym takes over once its enrollment completes; an
         unfinished one never stops records), else the newest enrolling one."""
-        return self.s.scalar(_BY_LOCAL_REFERENCE, {"reference": reference})
+        rows = _driver_rows(self.s, _BY_LOCAL_REFERENCE, {"reference": reference})
+        return PatientKey(*rows[0]) if rows else None
 
     def add(self, row: PatientRow) -> PatientRow:
         self.s.add(row)
         self.s.flush()
         return row
+
+
+class PatientKey(NamedTuple):
+    """What storing a patient's records needs of the patient row."""
+
+    id: int
+    address: str
+    status: str
+
+
+class LatestVersion(NamedTuple):
+    """What ingest needs of a record's latest stored version."""
+
+    resource_type: str
+    resource_id: str
+    version: int
+    status: str
+    record_id: bytes
+    sealed_meta: bytes | None
+    wrapped_key: bytes | None
 
 
 class ReadableRecord(NamedTuple):
@@ -112,16 +133,17 @@ class Records:
     def by_record_id(self, record_id: bytes) -> RecordRow | None:
         return self.s.scalar(select(RecordRow).where(RecordRow.record_id == record_id))
 
-    def latest_of(self, patient_id: int, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RecordRow]:
+    def latest_of(
+        self, patient_id: int, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], LatestVersion]:
         """The latest version of each (resource type, id) of a patient that has one, in one query."""
         wanted = set(keys)
-        found: dict[tuple[str, str], RecordRow] = {}
-        rows = self.s.scalars(
-            select(RecordRow).where(
-                RecordRow.patient_id == patient_id, RecordRow.resource_id.in_({i for _, i in wanted})
-            )
-        )
-        for row in rows:
+        ids = sorted({i for _, i in wanted})
+        found: dict[tuple[str, str], LatestVersion] = {}
+        if not ids:
+            return found
+        params: dict[str, Any] = {f"id{n}": i for n, i in enumerate(ids)} | {"patient": patient_id}
+        for row in map(LatestVersion._make, _driver_rows(self.s, _latest_of(len(ids)), params)):
             key = (row.resource_type, row.resource_id)
             if key in wanted and (key not in found or row.version > found[key].version):
                 found[key] = row
@@ -480,7 +502,8 @@ class GatewayState:
         self.s = session
 
     def read(self, name: str, *, lock: bool = False) -> str | None:
-        return self.s.scalar(_STATE_SHARED if lock else _STATE, {"name": name})
+        rows = _driver_rows(self.s, _STATE_SHARED if lock else _STATE, {"name": name})
+        return str(rows[0][0]) if rows else None
 
     def write(self, name: str, value: str) -> None:
         row = self.s.scalar(select(GatewayStateRow).where(GatewayStateRow.name == name).with_for_update())
@@ -511,7 +534,7 @@ _UNSETTLED = (
     .order_by(ChainTxRow.nonce)
 )
 _BY_LOCAL_REFERENCE = (
-    select(PatientRow)
+    select(PatientRow.id, PatientRow.address, PatientRow.status)
     .where(PatientRow.local_reference == bindparam("reference"))
     .order_by((PatientRow.status == "enrolled").desc(), PatientRow.id.desc())
     .limit(1)
@@ -525,6 +548,39 @@ _INSERT_RECORD = insert(_RECORDS).values(
 @lru_cache(maxsize=4)
 def _insert_record(dialect: Any) -> Compiled:
     return Compiled(_INSERT_RECORD, dialect)
+
+
+@lru_cache(maxsize=64)
+def _latest_of(count: int) -> Select[Any]:
+    """The versions of a patient's records with any of `count` resource ids."""
+    columns = [getattr(_RECORDS.c, name) for name in LatestVersion._fields]
+    return select(*columns).where(
+        _RECORDS.c.patient_id == bindparam("patient"),
+        _RECORDS.c.resource_id.in_([bindparam(f"id{n}") for n in range(count)]),
+    )
+
+
+@lru_cache(maxsize=128)
+def _compiled(statement: Any, dialect: Any) -> Compiled:
+    return Compiled(statement, dialect)
+
+
+def _driver_rows(s: Session, statement: Any, values: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """A SELECT of the hot path, in the session's transaction, run by the driver itself: the
+    statement compiled once per dialect, the rows as plain tuples (no ORM identity map, no
+    result processing: the columns read here need none)."""
+    conn = s.connection()
+    compiled = _compiled(statement, conn.dialect)
+    raw = conn.connection.dbapi_connection
+    assert raw is not None  # the session's connection is open
+    cursor = raw.cursor()
+    try:
+        cursor.execute(compiled.sql, compiled.params(values))
+        return list(cursor.fetchall())
+    except (sqlite3.OperationalError, psycopg.OperationalError) as exc:
+        raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from None
+    finally:
+        cursor.close()
 
 
 _ASSIGN_LEAF = (

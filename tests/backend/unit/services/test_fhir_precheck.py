@@ -183,3 +183,46 @@ def test_decimals_and_integers_as_parsed_pass() -> None:
     obs = load("Observation-f001.json")
     assert isinstance(obs["valueQuantity"]["value"], Decimal)
     assert PRECHECK.accepts(obs | {"valueQuantity": obs["valueQuantity"] | {"value": 6}})
+
+
+def _all_references(value: Any) -> list[str]:
+    """Every string `reference` member of every object, as the reference rewriting sees them."""
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("reference"), str):
+                found.append(item["reference"])
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutants())
+def test_what_the_precheck_accepts_it_reports_every_reference_of(resource: dict[str, Any]) -> None:
+    # split_transaction skips rewriting bundle-local references when none of these needs it
+    collected: list[str] = []
+    if PRECHECK.accepts(resource, collected):
+        assert sorted(_all_references(resource)) == sorted(collected)
+
+
+def test_references_are_collected_from_every_resource_of_a_bundle() -> None:
+    resources = [
+        load("Observation-f001.json"),
+        load("Condition-example.json"),
+        load("Encounter-example.json"),
+    ]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"}}
+            for r in resources
+        ],
+    }
+    collected: list[str] = []
+    assert PRECHECK.accepts(bundle, collected)
+    assert len(collected) >= 3 and sorted(collected) == sorted(_all_references(bundle))
