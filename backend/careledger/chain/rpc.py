@@ -8,10 +8,11 @@ eth_call of a static view, estimates, raw transactions, receipts — go through 
 from __future__ import annotations
 
 import http.client
-import json
 import threading
 from typing import Any
 from urllib.parse import urlsplit
+
+import orjson
 
 from careledger import errors
 
@@ -47,7 +48,7 @@ class RawRpc:
         """The result of one call; ChainUnavailable when the node cannot be reached (after one
         reconnection), RpcRefused when it answers with an error."""
         self._ids += 1
-        body = json.dumps({"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params})
+        body = orjson.dumps({"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params})
         for attempt in range(2):
             conn = getattr(self._local, "conn", None)
             if conn is None:
@@ -59,7 +60,7 @@ class RawRpc:
                 conn = self._local.conn = kind(self._endpoint.netloc, timeout=self._timeout)
             try:
                 conn.request("POST", self._endpoint.path or "/", body, {"Content-Type": "application/json"})
-                answer = json.loads(conn.getresponse().read())
+                answer = orjson.loads(conn.getresponse().read())
                 break
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 conn.close()

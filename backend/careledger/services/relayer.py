@@ -432,10 +432,16 @@ class Relayer:
             groups.setdefault(address.lower(), []).append((row_id, entry))
         ordered = [item for group in groups.values() for item in group]
         entries = [entry for _, entry in ordered]
-        leaves = [
-            merkle.AnchoredRecord.of(
-                0, self.custodian, e.patient, e.category, e.commitment, e.supersedes
-            ).leaf()
+        custodian = self.custodian
+        leaves = [  # as AnchoredRecord.of(...).leaf(), without checksumming two addresses a leaf
+            merkle.record_leaf(
+                merkle.record_id_of(custodian, e.patient, e.commitment),
+                e.patient,
+                custodian,
+                e.category,
+                e.commitment,
+                e.supersedes,
+            )
             for e in entries
         ]
         registry = self.ledger.records

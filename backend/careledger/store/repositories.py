@@ -150,24 +150,8 @@ class Records:
         return found
 
     def insert_many(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert rows given as column values, in the session's transaction: one executemany
-        on the driver's connection (SQLAlchemy's own executemany cost a tenth of ingest)."""
-        if not rows:
-            return
-        conn = self.s.connection()
-        compiled = _insert_record(conn.dialect)
-        raw = conn.connection.dbapi_connection
-        assert raw is not None  # the session's connection is open
-        take_write_turn(conn.engine, raw)
-        cursor = raw.cursor()
-        try:
-            cursor.executemany(compiled.sql, [compiled.params(row) for row in rows])
-        except (sqlite3.IntegrityError, psycopg.IntegrityError):
-            raise StoreConflict("a concurrent change got there first") from None
-        except (sqlite3.OperationalError, psycopg.OperationalError) as exc:
-            raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from None
-        finally:
-            cursor.close()
+        """Insert rows given as column values, in the session's transaction."""
+        _driver_write(self.s, _INSERT_RECORD, rows)
 
     def latest(self, patient_id: int, resource_type: str, resource_id: str) -> RecordRow | None:
         return self.s.scalar(
@@ -226,11 +210,11 @@ class Records:
 
     def assign_batch(self, batch_id: int, row_ids: Sequence[int]) -> None:
         """Put rows into a batch at leaf indexes 0, 1, ... in the order given (one statement)."""
-        if row_ids:
-            self.s.connection().execute(
-                _ASSIGN_LEAF,
-                [{"row_id": row_id, "batch": batch_id, "leaf": n} for n, row_id in enumerate(row_ids)],
-            )
+        _driver_write(
+            self.s,
+            _ASSIGN_LEAF,
+            [{"row_id": row_id, "batch": batch_id, "leaf": n} for n, row_id in enumerate(row_ids)],
+        )
 
     def mark_anchored(self, batch_id: int, at: datetime) -> int:
         """The batch's pending rows become anchored; how many did."""
@@ -545,11 +529,6 @@ _INSERT_RECORD = insert(_RECORDS).values(
 )
 
 
-@lru_cache(maxsize=4)
-def _insert_record(dialect: Any) -> Compiled:
-    return Compiled(_INSERT_RECORD, dialect)
-
-
 @lru_cache(maxsize=64)
 def _latest_of(count: int) -> Select[Any]:
     """The versions of a patient's records with any of `count` resource ids."""
@@ -563,6 +542,27 @@ def _latest_of(count: int) -> Select[Any]:
 @lru_cache(maxsize=128)
 def _compiled(statement: Any, dialect: Any) -> Compiled:
     return Compiled(statement, dialect)
+
+
+def _driver_write(s: Session, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """An INSERT or UPDATE of the hot path for each of `rows`, in the session's transaction:
+    one executemany by the driver (SQLAlchemy's own executemany cost a tenth of ingest)."""
+    if not rows:
+        return
+    conn = s.connection()
+    compiled = _compiled(statement, conn.dialect)
+    raw = conn.connection.dbapi_connection
+    assert raw is not None  # the session's connection is open
+    take_write_turn(conn.engine, raw)
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(compiled.sql, [compiled.params(row) for row in rows])
+    except (sqlite3.IntegrityError, psycopg.IntegrityError):
+        raise StoreConflict("a concurrent change got there first") from None
+    except (sqlite3.OperationalError, psycopg.OperationalError) as exc:
+        raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from None
+    finally:
+        cursor.close()
 
 
 def _driver_rows(s: Session, statement: Any, values: dict[str, Any]) -> list[tuple[Any, ...]]:
