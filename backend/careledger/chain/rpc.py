@@ -8,6 +8,7 @@ eth_call of a static view, estimates, raw transactions, receipts — go through 
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,7 +49,9 @@ class RawRpc:
         """The result of one call; ChainUnavailable when the node cannot be reached (after one
         reconnection), RpcRefused when it answers with an error."""
         self._ids += 1
-        body = orjson.dumps({"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params})
+        # json for the request (its integers may pass 64 bits), orjson for the answer (receipts
+        # of a thousand logs; JSON-RPC quantities are hex strings)
+        body = json.dumps({"jsonrpc": "2.0", "id": self._ids, "method": method, "params": params}).encode()
         for attempt in range(2):
             conn = getattr(self._local, "conn", None)
             if conn is None:

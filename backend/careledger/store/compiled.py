@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import LargeBinary
+from sqlalchemy import LargeBinary, Table
+from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 
 class Compiled:
@@ -28,7 +29,9 @@ class Compiled:
         self.processors = {
             name: processor
             for name in self.names
-            if (processor := types[name].bind_processor(dialect)) is not None
+            # the dialect's own implementation of the type: SQLite's DATETIME writes the text
+            # SQLAlchemy reads back and orders by (the generic type has no processor at all)
+            if (processor := types[name].dialect_impl(dialect).bind_processor(dialect)) is not None
             # sqlite3 takes bytes as they are; SQLAlchemy's processor only wraps them
             and not (dialect.name == "sqlite" and isinstance(types[name], LargeBinary))
         }
@@ -40,3 +43,9 @@ class Compiled:
             for name, value in given.items()
         }
         return tuple(converted[name] for name in self.names) if self.positional else converted
+
+
+def insert_defaults(table: Table) -> dict[str, Any]:
+    """The column defaults a compiled INSERT of every column must fill in itself (it binds
+    every column, so SQLAlchemy's own defaults would not apply)."""
+    return {c.name: c.default.arg for c in table.columns if isinstance(c.default, ScalarElementColumnDefault)}

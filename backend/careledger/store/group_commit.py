@@ -28,10 +28,9 @@ from sqlalchemy import Table, bindparam, insert, literal_column
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql.schema import ScalarElementColumnDefault
 
 from careledger.errors import NonceReused, StoreConflict, StoreUnavailable
-from careledger.store.compiled import Compiled
+from careledger.store.compiled import Compiled, insert_defaults
 from careledger.store.db import Database
 from careledger.store.models import ChainJobRow, DisclosureRow, NonceRow
 
@@ -193,13 +192,8 @@ class _Statements:
             statement = insert(table).values(
                 {c.name: bindparam(c.name) for c in table.columns if not c.primary_key}
             )
-            defaults = {
-                c.name: c.default.arg
-                for c in table.columns
-                if isinstance(c.default, ScalarElementColumnDefault)
-            }
             self._inserts[table.name] = Compiled(
-                statement if self.sqlite else statement.returning(table.c.id), dialect, defaults
+                statement if self.sqlite else statement.returning(table.c.id), dialect, insert_defaults(table)
             )
 
     def write(self, raw: Any, batch: Sequence[_Unit]) -> list[Any]:

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from careledger.errors import NonceReused, StoreConflict, StoreUnavailable
-from careledger.store.compiled import Compiled
+from careledger.store.compiled import Compiled, insert_defaults
 from careledger.store.db import Database, take_write_turn
 from careledger.store.models import (
     AnchorBatchRow,
@@ -541,7 +541,7 @@ def _latest_of(count: int) -> Select[Any]:
 
 @lru_cache(maxsize=128)
 def _compiled(statement: Any, dialect: Any) -> Compiled:
-    return Compiled(statement, dialect)
+    return Compiled(statement, dialect, insert_defaults(statement.table) if statement.is_insert else None)
 
 
 def _driver_write(s: Session, statement: Any, rows: Sequence[dict[str, Any]]) -> None:

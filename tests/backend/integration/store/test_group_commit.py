@@ -137,3 +137,18 @@ def test_a_row_guarded_by_a_replayed_nonce_is_not_written(commits: Any) -> None:
     with db.session() as s:
         blocks = sorted(row.checked_block for row in s.scalars(select(DisclosureRow)))
     assert first > 0 and blocks in ([1, 3], [1, 4])  # the replays wrote nothing
+
+
+def test_timestamps_written_by_the_driver_are_those_the_orm_writes(commits: Any) -> None:
+    # Statements run by the driver convert values as the dialect's own types do: on SQLite a
+    # timestamp is SQLAlchemy's text (which MIN() and ORDER BY compare), not sqlite3's adapter's
+    writer, db = commits
+    driver_id = writer.queue_disclosure(_disclosure(1)).result()
+    with db.session() as s:
+        orm_row = DisclosureRow(**(_disclosure(2) | {"created_at": NOW}))
+        s.add(orm_row)
+        s.flush()
+        orm_id = orm_row.id
+    with db.engine.connect() as conn:
+        stored = dict(conn.exec_driver_sql("SELECT id, created_at FROM disclosures").fetchall())
+    assert stored[driver_id] == stored[orm_id]
