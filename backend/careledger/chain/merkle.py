@@ -55,6 +55,14 @@ def record_id_of(custodian: str, patient: str, commitment: bytes) -> bytes:
     return keccak256(_address_word(custodian) + _address_word(patient) + _bytes32(commitment))
 
 
+def anchored_leaf(custodian: str, patient: str, category: int, commitment: bytes, supersedes: bytes) -> bytes:
+    """AnchoredRecord.of(...).leaf() without building the record: the addresses are used as
+    words, in any case (no EIP-55 checksum, two keccaks a leaf, on the relayer's path)."""
+    return record_leaf(
+        record_id_of(custodian, patient, commitment), patient, custodian, category, commitment, supersedes
+    )
+
+
 def record_leaf(
     record_id: bytes, patient: str, custodian: str, category: int, commitment: bytes, supersedes: bytes
 ) -> bytes:

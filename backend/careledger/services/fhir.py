@@ -294,11 +294,10 @@ def validate(resource: dict[str, Any]) -> None:
     if resource_type == "Bundle":
         _transaction_entries(resource)
         return
-    if _precheck().accepts(resource):  # the shape and the model's rules, compiled
-        _raise_if(_id_issues(resource, resource_type))
-        return
-    _raise_if(_shape_issues(resource, resource_type))
-    _raise_if(_resource_issues(resource, resource_type))
+    if not _precheck().accepts(resource):  # then the shape rules and the model say why
+        _raise_if(_shape_issues(resource, resource_type))
+        _raise_if(_model_issues(resource, resource_type))
+    _raise_if(_id_issues(resource, resource_type))
 
 
 @lru_cache(maxsize=256)
@@ -398,17 +397,26 @@ def _shape_issues(value: Any, at: str) -> list[Issue]:
 
 
 def _resource_issues(resource: dict[str, Any], at: str) -> list[Issue]:
-    """R4B model issues, then our id rule, for one resource whose shape passed."""
-    if not _precheck().accepts(resource):  # then the model decides, and says why
-        model = get_fhir_model_class(resource["resourceType"])
-        try:
-            model.model_validate(resource)
-        except ValidationError as exc:
-            return [_model_issue(error, at) for error in exc.errors()[:MAX_ISSUES]]
-        except (KeyError, TypeError, AttributeError):
-            # fhir.resources raises these for some malformed input (an unknown contained resourceType)
-            return [Issue("structure", "the resource does not follow its FHIR R4 structure", at)]
+    """R4B model issues (the compiled pre-check first, the model for what it refuses), then
+    our id rule, for one resource whose shape passed."""
+    if not _precheck().accepts(resource):
+        issues = _model_issues(resource, at)
+        if issues:
+            return issues
     return _id_issues(resource, at)
+
+
+def _model_issues(resource: dict[str, Any], at: str) -> list[Issue]:
+    """What the resource's R4B model says is wrong with it (nothing, if it accepts it)."""
+    model = get_fhir_model_class(resource["resourceType"])
+    try:
+        model.model_validate(resource)
+    except ValidationError as exc:
+        return [_model_issue(error, at) for error in exc.errors()[:MAX_ISSUES]]
+    except (KeyError, TypeError, AttributeError):
+        # fhir.resources raises these for some malformed input (an unknown contained resourceType)
+        return [Issue("structure", "the resource does not follow its FHIR R4 structure", at)]
+    return []
 
 
 def _id_issues(resource: dict[str, Any], at: str) -> list[Issue]:

@@ -432,16 +432,8 @@ class Relayer:
             groups.setdefault(address.lower(), []).append((row_id, entry))
         ordered = [item for group in groups.values() for item in group]
         entries = [entry for _, entry in ordered]
-        custodian = self.custodian
-        leaves = [  # as AnchoredRecord.of(...).leaf(), without checksumming two addresses a leaf
-            merkle.record_leaf(
-                merkle.record_id_of(custodian, e.patient, e.commitment),
-                e.patient,
-                custodian,
-                e.category,
-                e.commitment,
-                e.supersedes,
-            )
+        leaves = [
+            merkle.anchored_leaf(self.custodian, e.patient, e.category, e.commitment, e.supersedes)
             for e in entries
         ]
         registry = self.ledger.records

@@ -7,10 +7,18 @@ runs it without SQLAlchemy's per-execution machinery.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
-from sqlalchemy import LargeBinary, Table
+import psycopg
+from sqlalchemy import Insert, LargeBinary, Table, bindparam, insert
 from sqlalchemy.sql.schema import ScalarElementColumnDefault
+
+INTEGRITY_ERRORS = (sqlite3.IntegrityError, psycopg.IntegrityError)
+"""The drivers' own constraint violations (SQLAlchemy does not wrap what they raise here)."""
+
+OPERATIONAL_ERRORS = (sqlite3.OperationalError, psycopg.OperationalError)
+"""The drivers' own "database unavailable" errors."""
 
 
 class Compiled:
@@ -43,6 +51,12 @@ class Compiled:
             for name, value in given.items()
         }
         return tuple(converted[name] for name in self.names) if self.positional else converted
+
+
+def every_column_insert(table: Table) -> Insert:
+    """An INSERT binding every column but the key, by its name: one statement whatever the
+    row leaves out (what it leaves out takes `insert_defaults`, else NULL)."""
+    return insert(table).values({c.name: bindparam(c.name) for c in table.columns if not c.primary_key})
 
 
 def insert_defaults(table: Table) -> dict[str, Any]:

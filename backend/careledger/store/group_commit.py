@@ -15,7 +15,6 @@ because SQLAlchemy's per-execute work, paid under the GIL, was what made commits
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -24,13 +23,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from sqlalchemy import Table, bindparam, insert, literal_column
+from sqlalchemy import Table, literal_column
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
 from careledger.errors import NonceReused, StoreConflict, StoreUnavailable
-from careledger.store.compiled import Compiled, insert_defaults
+from careledger.store.compiled import (
+    INTEGRITY_ERRORS,
+    OPERATIONAL_ERRORS,
+    Compiled,
+    every_column_insert,
+    insert_defaults,
+)
 from careledger.store.db import Database
 from careledger.store.models import ChainJobRow, DisclosureRow, NonceRow
 
@@ -189,9 +194,7 @@ class _Statements:
         self._inserts: dict[str, Compiled] = {}
         for model in (DisclosureRow, ChainJobRow):
             table = _table(model)
-            statement = insert(table).values(
-                {c.name: bindparam(c.name) for c in table.columns if not c.primary_key}
-            )
+            statement = every_column_insert(table)
             self._inserts[table.name] = Compiled(
                 statement if self.sqlite else statement.returning(table.c.id), dialect, insert_defaults(table)
             )
@@ -280,11 +283,11 @@ def _table(model: Any) -> Table:
 
 
 def _is_integrity(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.IntegrityError | psycopg.IntegrityError)
+    return isinstance(exc, INTEGRITY_ERRORS)
 
 
 def _is_operational(exc: BaseException) -> bool:
-    return isinstance(exc, sqlite3.OperationalError | psycopg.OperationalError | psycopg.InterfaceError)
+    return isinstance(exc, (*OPERATIONAL_ERRORS, psycopg.InterfaceError))
 
 
 def _fail(batch: Sequence[_Unit], error: Exception) -> None:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, NamedTuple, cast
 
-import psycopg
-from sqlalchemy import Connection, Row, Select, Table, bindparam, case, delete, func, insert, select, update
+from sqlalchemy import Connection, Row, Select, Table, bindparam, case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from careledger.errors import NonceReused, StoreConflict, StoreUnavailable
-from careledger.store.compiled import Compiled, insert_defaults
+from careledger.store.compiled import (
+    INTEGRITY_ERRORS,
+    OPERATIONAL_ERRORS,
+    Compiled,
+    every_column_insert,
+    insert_defaults,
+)
 from careledger.store.db import Database, take_write_turn
 from careledger.store.models import (
     AnchorBatchRow,
@@ -524,9 +529,7 @@ _BY_LOCAL_REFERENCE = (
     .limit(1)
 )
 _RECORDS = cast(Table, RecordRow.__table__)
-_INSERT_RECORD = insert(_RECORDS).values(
-    {c.name: bindparam(c.name) for c in _RECORDS.columns if not c.primary_key}
-)
+_INSERT_RECORD = every_column_insert(_RECORDS)
 
 
 @lru_cache(maxsize=64)
@@ -544,43 +547,43 @@ def _compiled(statement: Any, dialect: Any) -> Compiled:
     return Compiled(statement, dialect, insert_defaults(statement.table) if statement.is_insert else None)
 
 
-def _driver_write(s: Session, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
-    """An INSERT or UPDATE of the hot path for each of `rows`, in the session's transaction:
-    one executemany by the driver (SQLAlchemy's own executemany cost a tenth of ingest)."""
-    if not rows:
-        return
+@contextmanager
+def _driver_cursor(s: Session, statement: Any, *, writes: bool) -> Iterator[tuple[Any, Compiled]]:
+    """The driver's cursor on the session's connection (in its transaction), with `statement`
+    compiled once per dialect; a writer first takes this process's SQLite write turn. The
+    drivers' errors become the store's."""
     conn = s.connection()
     compiled = _compiled(statement, conn.dialect)
     raw = conn.connection.dbapi_connection
     assert raw is not None  # the session's connection is open
-    take_write_turn(conn.engine, raw)
+    if writes:
+        take_write_turn(conn.engine, raw)
     cursor = raw.cursor()
     try:
-        cursor.executemany(compiled.sql, [compiled.params(row) for row in rows])
-    except (sqlite3.IntegrityError, psycopg.IntegrityError):
+        yield cursor, compiled
+    except INTEGRITY_ERRORS:
         raise StoreConflict("a concurrent change got there first") from None
-    except (sqlite3.OperationalError, psycopg.OperationalError) as exc:
+    except OPERATIONAL_ERRORS as exc:
         raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from None
     finally:
         cursor.close()
+
+
+def _driver_write(s: Session, statement: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """An INSERT or UPDATE of the hot path for each of `rows`, in the session's transaction:
+    one executemany by the driver (SQLAlchemy's own executemany cost a tenth of ingest)."""
+    if rows:
+        with _driver_cursor(s, statement, writes=True) as (cursor, compiled):
+            cursor.executemany(compiled.sql, [compiled.params(row) for row in rows])
 
 
 def _driver_rows(s: Session, statement: Any, values: dict[str, Any]) -> list[tuple[Any, ...]]:
     """A SELECT of the hot path, in the session's transaction, run by the driver itself: the
-    statement compiled once per dialect, the rows as plain tuples (no ORM identity map, no
-    result processing: the columns read here need none)."""
-    conn = s.connection()
-    compiled = _compiled(statement, conn.dialect)
-    raw = conn.connection.dbapi_connection
-    assert raw is not None  # the session's connection is open
-    cursor = raw.cursor()
-    try:
+    rows as plain tuples (no ORM identity map, no result processing: the columns read here
+    need none)."""
+    with _driver_cursor(s, statement, writes=False) as (cursor, compiled):
         cursor.execute(compiled.sql, compiled.params(values))
         return list(cursor.fetchall())
-    except (sqlite3.OperationalError, psycopg.OperationalError) as exc:
-        raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from None
-    finally:
-        cursor.close()
 
 
 _ASSIGN_LEAF = (

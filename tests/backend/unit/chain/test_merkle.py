@@ -44,3 +44,9 @@ def test_record_id_depends_on_custodian_patient_and_commitment() -> None:
     assert a != merkle.record_id_of("0x" + "22" * 20, patient, commitment)
     assert a != merkle.record_id_of(custodian, "0x" + "44" * 20, commitment)
     assert a != merkle.record_id_of(custodian, patient, os.urandom(32))
+
+
+def test_anchored_leaf_is_the_anchored_records_leaf_whatever_the_address_case() -> None:
+    custodian, patient = "0x" + "ab" * 20, "0x" + "cd" * 20
+    record = merkle.AnchoredRecord.of(7, "0x" + "AB" * 20, patient, 3, b"\x01" * 32, b"\x02" * 32)
+    assert merkle.anchored_leaf(custodian, patient, 3, b"\x01" * 32, b"\x02" * 32) == record.leaf()
