@@ -656,7 +656,7 @@ def _join(at: str, element: str | None) -> str:
 _SERVER_META = ("versionId", "lastUpdated")
 
 
-def canonical_json(resource: dict[str, Any]) -> bytes:
+def canonical_json(resource: dict[str, Any], *, parsed: bool = False) -> bytes:
     """Deterministic UTF-8 JSON of a resource, for idempotency comparisons and storage.
 
     Sorted keys, no insignificant whitespace, non-ASCII kept as UTF-8, decimals exactly as
@@ -665,12 +665,15 @@ def canonical_json(resource: dict[str, Any]) -> bytes:
     client echoing them back, or stamping a new lastUpdated on a re-send, is no change.
     The narrative `text` is kept: it is clinical content (it may say things the coded data
     does not), so a changed narrative is a real change and must become a new version.
+
+    `parsed`: the resource is (a rewrite of) parse_json's output, which holds no float, so
+    the walk looking for one is skipped (an integer past 64 bits still goes to the reference).
     """
     meta = resource.get("meta")
     if isinstance(meta, dict) and any(key in meta for key in _SERVER_META):
         trimmed = {k: v for k, v in meta.items() if k not in _SERVER_META}
         resource = {k: v for k, v in resource.items() if k != "meta"} | ({"meta": trimmed} if trimmed else {})
-    if _orjson_safe(resource):
+    if parsed or _orjson_safe(resource):
         try:
             return orjson.dumps(resource, default=_decimal_fragment, option=orjson.OPT_SORT_KEYS)
         except TypeError:  # a value no JSON can hold: the reference encoder says which

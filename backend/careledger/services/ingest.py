@@ -132,14 +132,15 @@ def _store_version(
     resource: dict[str, Any],
 ) -> fhir.EntryResult:
     """One entry: unchanged, or a new version appended to `new` (stored by the caller)."""
-    content = fhir.canonical_json(resource)
+    content = fhir.canonical_json(resource, parsed=True)  # from parse_json, references rewritten
+    content_sha256 = sha256(content)
     key = record_key(gw.custodian, patient.address, resource_type, resource_id)
     if latest is not None:
         if latest.status == "erased":
             raise errors.Conflict(f"{resource_type}/{resource_id} was erased at the patient's request")
         assert latest.sealed_meta is not None and latest.wrapped_key is not None
         meta = open_meta(latest.sealed_meta, latest.wrapped_key, record_aad(key, latest.version), kek)
-        if meta.plaintext_sha256 == sha256(content):
+        if meta.plaintext_sha256 == content_sha256:
             return fhir.EntryResult(
                 resource_type,
                 resource_id,
@@ -151,9 +152,16 @@ def _store_version(
             )
     version = 1 if latest is None else latest.version + 1
     salt = gw.random_bytes(32)
-    sealed = seal_record(content, salt, record_aad(key, version), kek, random_bytes=gw.random_bytes)
+    sealed = seal_record(
+        content,
+        salt,
+        record_aad(key, version),
+        kek,
+        random_bytes=gw.random_bytes,
+        plaintext_sha256=content_sha256,
+    )
     ciphertext_sha256 = sha256(sealed.ciphertext)
-    commitment = commitment_from_digests(salt, sha256(content), ciphertext_sha256)
+    commitment = commitment_from_digests(salt, content_sha256, ciphertext_sha256)
     record_id = record_id_of(gw.custodian, patient.address, commitment)
     new.append(
         {

@@ -44,13 +44,17 @@ class Compiled:
             and not (dialect.name == "sqlite" and isinstance(types[name], LargeBinary))
         }
 
+        # params() runs once per row of a hot statement: the names' defaults and converters by position
+        self._fields = [(name, self.defaults.get(name)) for name in self.names]
+        self._converted = [
+            (n, self.processors[name]) for n, name in enumerate(self.names) if name in self.processors
+        ]
+
     def params(self, values: dict[str, Any]) -> Any:
-        given = {name: values.get(name, self.defaults.get(name)) for name in self.names}
-        converted = {
-            name: self.processors[name](value) if name in self.processors else value
-            for name, value in given.items()
-        }
-        return tuple(converted[name] for name in self.names) if self.positional else converted
+        given = [values.get(name, default) for name, default in self._fields]
+        for n, processor in self._converted:
+            given[n] = processor(given[n])
+        return tuple(given) if self.positional else dict(zip(self.names, given, strict=True))
 
 
 def every_column_insert(table: Table) -> Insert:

@@ -197,16 +197,14 @@ class Records:
             .order_by(RecordRow.id).limit(limit)
         ).all()  # fmt: skip
 
-    def pending_entries(self, limit: int) -> Sequence[Row[int, str, int, bytes, bytes | None]]:
+    def pending_entries(self, limit: int) -> list[tuple[int, str, int, bytes, bytes | None]]:
         """(row id, patient address, category, commitment, supersedes) of the oldest records
-        waiting for a batch: only what anchoring needs, not the ciphertexts."""
-        return self.s.execute(
-            select(RecordRow.id, PatientRow.address, RecordRow.category, RecordRow.commitment,
-                   RecordRow.supersedes)
-            .join(PatientRow, PatientRow.id == RecordRow.patient_id)
-            .where(RecordRow.status == "pending", RecordRow.batch_id.is_(None))
-            .order_by(RecordRow.id).limit(limit)
-        ).all()  # fmt: skip
+        waiting for a batch: only what anchoring needs, not the ciphertexts (up to a thousand
+        rows a batch, as the driver hands them over)."""
+        return cast(
+            list[tuple[int, str, int, bytes, bytes | None]],
+            _driver_rows(self.s, _PENDING_ENTRIES, {"limit": limit}),
+        )
 
     def pending_summary(self, limit: int) -> tuple[int, datetime | None]:
         """How many of the oldest `limit` records wait for a batch, and the oldest's time."""
@@ -591,6 +589,13 @@ _ASSIGN_LEAF = (
     .where(_RECORDS.c.id == bindparam("row_id"))
     .values(batch_id=bindparam("batch"), leaf_index=bindparam("leaf"))
 )
+_PENDING_ENTRIES = (
+    select(_RECORDS.c.id, PatientRow.address, _RECORDS.c.category, _RECORDS.c.commitment,
+           _RECORDS.c.supersedes)
+    .join(PatientRow, PatientRow.id == _RECORDS.c.patient_id)
+    .where(_RECORDS.c.status == "pending", _RECORDS.c.batch_id.is_(None))
+    .order_by(_RECORDS.c.id).limit(bindparam("limit"))
+)  # fmt: skip
 _STATE = select(GatewayStateRow.value).where(GatewayStateRow.name == bindparam("name"))
 _STATE_SHARED = _STATE.with_for_update(read=True)
 

@@ -109,6 +109,19 @@ def test_sealed_record_opens_with_its_commitment_secrets() -> None:
         open_record(SealedRecord(sealed.sealed_meta, sealed.ciphertext, sealed.wrapped_key, "k"), aad, kek)
 
 
+def test_sealing_with_the_digest_at_hand_seals_the_same_bytes() -> None:
+    """Ingest hands seal_record the plaintext's sha256 it already computed: same randomness,
+    same sealed bytes as when seal_record computes it."""
+    plaintext, salt, aad = b'{"resourceType":"Observation","id":"o1"}', b"\x06" * 32, record_aad(b"r", 1)
+    sealed = [
+        seal_record(plaintext, salt, aad, AesGcmKek(b"\x09" * 32, "k", random_bytes=_counter_bytes()),  # type: ignore[arg-type]
+                    random_bytes=_counter_bytes(), **given)  # type: ignore[arg-type]
+        for given in ({}, {"plaintext_sha256": sha256(plaintext)})
+    ]  # fmt: skip
+    assert sealed[0] == sealed[1]
+    assert open_record(sealed[1], aad, AesGcmKek(b"\x09" * 32, "k"))[1].plaintext_sha256 == sha256(plaintext)
+
+
 def test_key_ring_rotation_keeps_old_keys_until_rewritten(tmp_path: Path) -> None:
     path = tmp_path / "kek.hex"
     create_key_file(path)

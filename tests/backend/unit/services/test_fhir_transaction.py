@@ -404,3 +404,6 @@ def test_canonical_json_is_byte_for_byte_the_reference_encoding(resource: dict[s
     """orjson writes what the Python reference writes, for any JSON parse_json can return
     (a stored record's commitment and its idempotency check depend on these bytes)."""
     assert canonical_json(resource) == reference_canonical_json(resource)
+    # what ingest asks for: the same bytes without the float walk, from the parser's output
+    reparsed = parse_json(reference_canonical_json(resource))
+    assert canonical_json(reparsed, parsed=True) == reference_canonical_json(resource)
