@@ -21,7 +21,9 @@ The models' Python-level rules are carried over as follows:
 - null members, empty objects and lists, a primitive extension without `extension`:
   refused — stricter (and what `fhir._shape_ok` requires: an accepted resource has its shape);
 - contained resources: only of the types compiled here — stricter;
-- any model with a validator not listed above: refused wholesale — stricter.
+- any model with a validator not listed above: refused wholesale — stricter;
+- date, dateTime, instant and decimal values: fhir_core checks them in Python; here in Rust,
+  accepting a subset (`_without_python`) — the rest goes to the model.
 
 So `accepts` is sound, never complete: True means the R4B model accepts the resource too
 (tests/backend/unit/test_fhir_precheck.py checks that on the HL7 examples and on mutations
@@ -36,12 +38,16 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
-from fhir_core.types import FhirBase, FhirElementOrResourceBase
+from fhir_core.types import Date, DateTime, FhirBase, FhirElementOrResourceBase, Instant
 from pydantic_core import PydanticCustomError, SchemaValidator, ValidationError, core_schema
 
 _BASE_VALIDATORS = frozenset({"reject_null_complex_elements", "validate_after_model_construction"})
 """fhir_core's validators on every model, whose rules the compiled schema carries."""
 
+_DATE_TYPES = (Date, DateTime, Instant)
+# The year and month of Date's and DateTime's own patterns (no year 0000, months 01-12)
+_PARTIAL_DATE = r"\A(?:[0-9](?:[0-9](?:[0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(?:-(?:0[1-9]|1[0-2]))?\z"
+_DECIMAL_WRAPPER = "Decimal.__get_pydantic_core_schema__.<locals>._validate"
 _PRIMITIVE_EXTENSION = "FHIRPrimitiveExtension"
 _EXTENSION_OR_COMMENT = "validate_extension_or_fhir_comment_required"
 
@@ -150,7 +156,41 @@ class Precheck:
             return core_schema.nullable_schema(self._element(schema["schema"]))
         if _has_complex(schema):
             raise Unsupported(kind)
-        return schema  # a primitive: the model's own schema
+        return _without_python(schema)  # a primitive: the model's own schema, in Rust
+
+
+def _without_python(schema: core_schema.CoreSchema) -> core_schema.CoreSchema:
+    """A primitive's schema with fhir_core's Python wrappers for date, dateTime, instant and
+    decimal replaced by Rust checks that accept a subset of what the wrappers accept:
+
+    - a date or time: a year or year and month (the wrapper keeps these as strings), or a
+      string matching the type's own regular expression (whole string) that the wrapper's own
+      inner date/datetime schema then parses. Leap seconds, which the wrapper also keeps as
+      strings, fail that schema: left to the model;
+    - a decimal: a Decimal (what parse_json makes of a number with a fraction or exponent)
+      that is finite, or an integer within 64 bits; the wrapper accepts these (str() of either
+      matches its regular expression) and more (strings like "6.3"), which go to the model.
+    """
+    if schema["type"] != "function-wrap":
+        return schema
+    function = schema["function"]["function"]
+    owner = getattr(function, "__self__", None)
+    if owner in _DATE_TYPES and getattr(function, "__func__", None) is owner._validate.__func__:
+        whole = core_schema.str_schema(pattern=rf"\A(?:{owner.pattern.pattern})\z", strict=True)
+        parsed = core_schema.chain_schema([whole, schema["schema"]])
+        if owner is Instant:
+            return parsed
+        # a year or a year and month, which the wrapper keeps as the string it is
+        partial = core_schema.str_schema(pattern=_PARTIAL_DATE, strict=True)
+        return core_schema.union_schema([parsed, partial], mode="left_to_right")
+    if getattr(function, "__qualname__", "") == _DECIMAL_WRAPPER and function.__module__ == "fhir_core.types":
+        return core_schema.union_schema(
+            [
+                core_schema.decimal_schema(strict=True, allow_inf_nan=False),
+                core_schema.int_schema(strict=True, ge=-(2**63), le=2**63 - 1),
+            ]
+        )
+    return schema
 
 
 def _model_fields(model: type[Any]) -> dict[str, Any]:

@@ -91,7 +91,9 @@ SCALARS = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-(2**40), 2**40),
+    st.sampled_from([2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 10**30]),
     st.decimals(allow_nan=False, allow_infinity=False, places=3),
+    st.decimals(allow_nan=False, allow_infinity=False),
     st.sampled_from(
         [
             "",
@@ -103,6 +105,19 @@ SCALARS = st.one_of(
             "2012-02-29",
             "2013-04-02T09:30:10+01:00",
             "2013-04-02T09:30:10",
+            "2013-04",
+            "2013",
+            "2013-13",
+            "2013-02-30",
+            "2013-04-02T24:00:00Z",
+            "2016-12-31T23:59:60Z",
+            "2015-06-30T23:59:60.5+14:00",
+            "2013-04-02T09:30:10.123456789Z",
+            "2013-04-02T09:30:10+14:30",
+            "2013-04-02T09:30Z",
+            "0001-01-01T00:00:00Z",
+            "6.3",
+            "1e5",
             "09:30:10",
             "http://loinc.org",
             "urn:uuid:x",
@@ -183,6 +198,53 @@ def test_decimals_and_integers_as_parsed_pass() -> None:
     obs = load("Observation-f001.json")
     assert isinstance(obs["valueQuantity"]["value"], Decimal)
     assert PRECHECK.accepts(obs | {"valueQuantity": obs["valueQuantity"] | {"value": 6}})
+
+
+DATES_AND_DECIMALS = [
+    # (field of Observation, value, whether the pre-check itself must accept it)
+    ("issued", "2013-04-03T15:30:10+01:00", True),
+    ("issued", "2013-04-03T15:30:10.123Z", True),
+    ("issued", "2016-12-31T23:59:60Z", False),  # a leap second: the model keeps the string
+    ("issued", "2013-04-03", False),  # an instant has a time
+    ("issued", "2013-04-03T15:30:10", False),  # and a zone
+    ("issued", "2013-02-30T15:30:10Z", False),
+    ("issued", 1364999410, False),
+    ("effectiveDateTime", "2013-04-02T09:30:10+01:00", True),
+    ("effectiveDateTime", "2013-04-02", True),
+    ("effectiveDateTime", "2013-04", True),  # partial dates: the model keeps the string
+    ("effectiveDateTime", "2013", True),
+    ("effectiveDateTime", "0000", False),
+    ("effectiveDateTime", "2013-13", False),
+    ("effectiveDateTime", "2013-00", False),
+    ("effectiveDateTime", "2013-02-29", False),
+    ("effectiveDateTime", "2013-04-02T09:30:10", False),
+    ("effectiveDateTime", "2013-04-02T24:00:00Z", False),
+    ("effectiveDateTime", " 2013-04-02", False),
+    ("effectiveDateTime", "2013-04-02\n", False),
+    ("valueQuantity", {"value": Decimal("6.3")}, True),
+    ("valueQuantity", {"value": Decimal("1E+5")}, True),
+    ("valueQuantity", {"value": Decimal("-0.000")}, True),
+    ("valueQuantity", {"value": 6}, True),
+    ("valueQuantity", {"value": 2**63 - 1}, True),
+    ("valueQuantity", {"value": 10**30}, False),
+    ("valueQuantity", {"value": "6.3"}, False),
+    ("valueQuantity", {"value": True}, False),
+    ("valueQuantity", {"value": Decimal("NaN")}, False),
+    ("valueQuantity", {"value": Decimal("Infinity")}, False),
+    ("valueQuantity", {"value": 6.3}, False),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "fast"), DATES_AND_DECIMALS)
+def test_dates_and_decimals_are_checked_in_rust_and_soundly(field: str, value: Any, fast: bool) -> None:
+    """fhir_core checks these types in Python; the pre-check's Rust schemas accept what it
+    accepts in the common forms and never what it refuses."""
+    obs = load("Observation-f001.json")
+    obs.pop("effectivePeriod")
+    resource = obs | {field: value}
+    assert PRECHECK.accepts(resource) is fast
+    if fast:
+        assert model_accepts(resource)
 
 
 def _all_references(value: Any) -> list[str]:
