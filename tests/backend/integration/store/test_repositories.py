@@ -3,13 +3,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from careledger.errors import NonceReused, StoreConflict
 from careledger.store.db import Database
 from careledger.store.migrate import downgrade, upgrade
-from careledger.store.models import PatientRow, RecordRow
-from careledger.store.repositories import Leases, Nonces, Patients, Records
+from careledger.store.models import Base, PatientRow, RecordRow
+from careledger.store.repositories import (
+    _PENDING_ENTRIES,
+    _RECORDS_WAITING,
+    Leases,
+    Nonces,
+    Patients,
+    Records,
+)
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
@@ -67,6 +76,32 @@ def test_migrations_create_every_table_and_downgrade_cleanly(database_url: str) 
     assert "records" not in inspect(db.engine).get_table_names()
     db.dispose()
     upgrade(database_url)
+
+
+def test_the_migrated_schema_is_the_models(database_url: str) -> None:
+    db = Database(database_url)
+    with db.engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    db.dispose()
+    assert differences == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_what_waits_for_a_batch_is_found_through_its_index(database_url: str) -> None:
+    """The relayer asks on every step: never a read of each pending row (each holds a
+    ciphertext), only ix_records_waiting's entries of records not yet in a batch."""
+    db = Database(database_url)
+    with db.engine.connect() as conn:
+        for statement, covering in ((_RECORDS_WAITING, True), (_PENDING_ENTRIES, False)):
+            compiled = statement.compile(dialect=conn.dialect)
+            params = tuple(compiled.params[name] or 10 for name in compiled.positiontup or [])
+            plan = " ".join(
+                row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), params)
+            )
+            index = "COVERING INDEX" if covering else "INDEX"
+            assert f"records USING {index} ix_records_waiting (status=? AND batch_id=?)" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan
+    db.dispose()
 
 
 def test_latest_version_and_pending_queue(database_url: str) -> None:
