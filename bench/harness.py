@@ -92,6 +92,23 @@ def machine() -> dict[str, Any]:
     }
 
 
+def speed_gauge() -> float:
+    """Milliseconds this machine takes, now, for a fixed pure-Python workload (best of three).
+
+    The virtual machines these runs share have run the same code 2x slower from one session
+    to the next and ±40 % within minutes (bench/notes.md): a figure compares with another
+    run's only beside this one, taken at the start and end of each cell.
+    """
+    best = float("inf")
+    for _ in range(3):
+        began = time.perf_counter()
+        total = 0
+        for i in range(300_000):
+            total += i * i % 7
+        best = min(best, time.perf_counter() - began)
+    return round(best * 1000, 1)
+
+
 def versions(devnet: Devnet | None = None) -> dict[str, str]:
     from importlib.metadata import version
 

@@ -130,6 +130,13 @@ def write(
         f"- Load average (1, 5, 15 min) at the start {ingest.get('load_average_at_start')}, at the end "
         f"{ingest.get('load_average_at_end')} (the run itself keeps about 2-3 tasks runnable; "
         "more is other work).",
+        "- Speed gauge (`harness.speed_gauge`: ms for a fixed pure-Python loop, lower is faster; "
+        "each cell's start → end): "
+        + "; ".join(
+            f"{key} {' → '.join(f'{g:g}' for g in c.get('speed_gauge_ms') or ['not recorded'])}"
+            for key, c in cells.items()
+        )
+        + ". Compare runs only beside it (bench/notes.md).",
         "- anvil, the gateway(s) and the load generator share those cores. Versions: "
         + ", ".join(f"{k} {val}" for k, val in v.items())
         + ".",

@@ -35,7 +35,11 @@ HEADLINE = "automine/sqlite"
 
 def run_cell(mode: Mode, db_kind: str, sizes: scenarios.Sizes, work: Path, log: Any) -> dict[str, Any]:
     started = time.perf_counter()
-    out: dict[str, Any] = {"mining": mode.name, "database": db_kind}
+    out: dict[str, Any] = {
+        "mining": mode.name,
+        "database": db_kind,
+        "speed_gauge_ms": [harness.speed_gauge()],
+    }
     with harness.cell(mode, db_kind, work / f"{mode.name}-{db_kind}") as c:
         out["versions"] = harness.versions(c.devnet)
         harness.enroll_patients(c, sizes.patients)
@@ -54,6 +58,7 @@ def run_cell(mode: Mode, db_kind: str, sizes: scenarios.Sizes, work: Path, log: 
         log(f"  read {out['read']['closed']['reads_per_s']} reads/s, p50/p99 at "
             f"{sizes.read_rate:g}/s {out['read']['open']['p50_ms']}/{out['read']['open']['p99_ms']} ms "
             f"(baseline {out['read_baseline']['reads_per_s']})")  # fmt: skip
+    out["speed_gauge_ms"].append(harness.speed_gauge())
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
 
@@ -71,7 +76,14 @@ def assemble(cells: dict[str, dict[str, Any]], meta: dict[str, Any]) -> dict[str
             head["ingest"]["bundles"]["records_per_s"], head["ingest_baseline"]["records_per_s"]
         ),
         "targets": TARGETS["ingest"],
-        "cells": {k: {"ingest": v["ingest"], "baseline": v["ingest_baseline"]} for k, v in cells.items()},
+        "cells": {
+            k: {
+                "ingest": v["ingest"],
+                "baseline": v["ingest_baseline"],
+                "speed_gauge_ms": v["speed_gauge_ms"],
+            }
+            for k, v in cells.items()
+        },
     }
     read = {
         "reads_per_s": head["read"]["closed"]["reads_per_s"],
@@ -114,6 +126,7 @@ def rewrite_report(results: Path, docs: Path) -> int:
             "read_baseline": files["read"]["cells"][key]["baseline"],
             "consent": files["consent"]["cells"][key]["consent"],
             "consent_baseline": files["consent"]["cells"][key]["baseline"],
+            "speed_gauge_ms": files["ingest"]["cells"][key].get("speed_gauge_ms", []),
         }
     extra = {}
     for name in ("audit", "gas", "profile"):

@@ -40,6 +40,8 @@ def test_bench_run_smoke_writes_every_result(tmp_path: Path) -> None:
     ingest = json.loads((results / "ingest.json").read_text())
     bundles = ingest["cells"]["automine/sqlite"]["ingest"]["bundles"]
     assert bundles["records_anchored"] == bundles["records_accepted"] > 0  # every accepted record anchored
+    gauge = ingest["cells"]["automine/sqlite"]["speed_gauge_ms"]  # the machine's speed, start and end
+    assert len(gauge) == 2 and all(g > 0 for g in gauge)
     read = json.loads((results / "read.json").read_text())
     closed = read["cells"]["automine/sqlite"]["read"]["closed"]
     assert closed["refused"] == 0 and closed["logged"] == closed["answered"] > 0  # every read logged
@@ -51,7 +53,13 @@ def test_bench_run_smoke_writes_every_result(tmp_path: Path) -> None:
     assert audit["replay_events_per_s"] > 0 and audit["baseline_events_per_s"] > 0
 
     page = docs.read_text()
-    for needle in ("## Targets", "records anchored/s", "grants mined/s", "perf-throughput.png"):
+    for needle in (
+        "## Targets",
+        "records anchored/s",
+        "grants mined/s",
+        "perf-throughput.png",
+        "Speed gauge",
+    ):
         assert needle in page
     for chart in ("perf-throughput.png", "perf-cells.png", "perf-read-latency.png"):
         assert (docs.parent / "img" / chart).stat().st_size > 1000
