@@ -133,7 +133,7 @@ def write(
         "- Speed gauge (`harness.speed_gauge`: ms for a fixed pure-Python loop, lower is faster; "
         "each cell's start → end): "
         + "; ".join(
-            f"{key} {' → '.join(f'{g:g}' for g in c.get('speed_gauge_ms') or ['not recorded'])}"
+            f"{key} {' → '.join(f'{g:g}' for g in c.get('speed_gauge_ms') or []) or 'not recorded'}"
             for key, c in cells.items()
         )
         + ". Compare runs only beside it (bench/notes.md).",

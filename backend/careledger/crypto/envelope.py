@@ -150,6 +150,8 @@ def seal_record(
     aead = AESGCM(data_key)
     ciphertext = nonce + aead.encrypt(nonce, plaintext, aad)
     digest = plaintext_sha256 if plaintext_sha256 is not None else hashlib.sha256(plaintext).digest()
+    if len(digest) != 32:
+        raise ValueError("plaintext_sha256 is a 32-byte SHA-256 digest")
     meta = meta_nonce + aead.encrypt(meta_nonce, salt + digest, aad + _META)
     return SealedRecord(ciphertext, meta, kek.wrap(data_key, aad), kek.key_id)
 

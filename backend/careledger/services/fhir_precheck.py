@@ -6,7 +6,7 @@ element, the model's `__init__`, a before-validator that loops over every field 
 model and an after-validator for choice types and required primitives (~200 µs for the HL7
 example Observation, most of an ingested record's cost). `Precheck` builds, once, one
 pydantic-core validator out of the models' own schemas: the primitive fields keep the
-models' schemas exactly (the same patterns, bounds and date/time functions); each complex
+models' schemas (the same patterns and bounds; dates, times and decimals as below); each complex
 type becomes a typed dict of its elements, resolved by reference and validated in Rust.
 The models' Python-level rules are carried over as follows:
 
@@ -26,7 +26,7 @@ The models' Python-level rules are carried over as follows:
   accepting a subset (`_without_python`) — the rest goes to the model.
 
 So `accepts` is sound, never complete: True means the R4B model accepts the resource too
-(tests/backend/unit/test_fhir_precheck.py checks that on the HL7 examples and on mutations
+(tests/backend/unit/services/test_fhir_precheck.py checks that on the HL7 examples and on mutations
 of them); False means "ask the model", which then gives the authoritative answer and the
 issues a refusal reports.
 """
@@ -170,6 +170,9 @@ def _without_python(schema: core_schema.CoreSchema) -> core_schema.CoreSchema:
     - a decimal: a Decimal (what parse_json makes of a number with a fraction or exponent)
       that is finite, or an integer within 64 bits; the wrapper accepts these (str() of either
       matches its regular expression) and more (strings like "6.3"), which go to the model.
+
+    Only the verdict counts, never the value: a dateTime "2013" passes the lax datetime
+    schema as Unix time 2013 s, where the model keeps the year — both accept it.
     """
     if schema["type"] != "function-wrap":
         return schema

@@ -67,8 +67,9 @@ class RecordRow(Base):
     __tablename__ = "records"
     __table_args__ = (
         UniqueConstraint("patient_id", "resource_type", "resource_id", "version"),
-        # 0003 (was ix_records_status): the records waiting for a batch, oldest first, read
-        # from the index alone (each row holds a ciphertext, so a page per record)
+        # 0003 (was ix_records_status): the records waiting for a batch, oldest first: their
+        # count and oldest time from the index alone, the batch's rows without passing over
+        # the others (each row holds a ciphertext, so a page per record)
         Index("ix_records_waiting", "status", "batch_id", "id", "created_at"),
         Index("ix_records_resource", "patient_id", "resource_type", "resource_id"),
         Index("ix_records_batch", "batch_id"),  # 0002: the relayer settles a batch by it

@@ -199,8 +199,8 @@ class Records:
 
     def pending_entries(self, limit: int) -> list[tuple[int, str, int, bytes, bytes | None]]:
         """(row id, patient address, category, commitment, supersedes) of the oldest records
-        waiting for a batch: only what anchoring needs, not the ciphertexts (up to a thousand
-        rows a batch, as the driver hands them over)."""
+        waiting for a batch, at most `limit` (anchor_batch_max): only what anchoring needs,
+        not the ciphertexts, as plain tuples from the driver."""
         return cast(
             list[tuple[int, str, int, bytes, bytes | None]],
             _driver_rows(self.s, _PENDING_ENTRIES, {"limit": limit}),

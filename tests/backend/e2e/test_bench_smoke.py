@@ -63,3 +63,15 @@ def test_bench_run_smoke_writes_every_result(tmp_path: Path) -> None:
         assert needle in page
     for chart in ("perf-throughput.png", "perf-cells.png", "perf-read-latency.png"):
         assert (docs.parent / "img" / chart).stat().st_size > 1000
+
+    # the page again from result files of a run before the speed gauge (--report-only)
+    for cell in ingest["cells"].values():
+        del cell["speed_gauge_ms"]
+    (results / "ingest.json").write_text(json.dumps(ingest))
+    again = subprocess.run(
+        [str(ROOT / "bench" / "run"), "--report-only", "--results", str(results), "--docs", str(docs)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHON": sys.executable},
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "automine/sqlite not recorded" in docs.read_text()

@@ -120,6 +120,11 @@ def test_sealing_with_the_digest_at_hand_seals_the_same_bytes() -> None:
     ]  # fmt: skip
     assert sealed[0] == sealed[1]
     assert open_record(sealed[1], aad, AesGcmKek(b"\x09" * 32, "k"))[1].plaintext_sha256 == sha256(plaintext)
+    # the digest given is the one sealed (the caller vouches for it), and only a digest is taken
+    other = seal_record(plaintext, salt, aad, AesGcmKek(b"\x09" * 32, "k"), plaintext_sha256=b"\x07" * 32)
+    assert open_record(other, aad, AesGcmKek(b"\x09" * 32, "k"))[1].plaintext_sha256 == b"\x07" * 32
+    with pytest.raises(ValueError, match="32-byte"):
+        seal_record(plaintext, salt, aad, AesGcmKek(b"\x09" * 32, "k"), plaintext_sha256=b"short")
 
 
 def test_key_ring_rotation_keeps_old_keys_until_rewritten(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ Create Date: 2026-12-05 13:10:00
 Each relayer step asks how many records wait for a batch and how old the oldest is, then
 takes the oldest ones. Through ix_records_status that read every pending row, those already
 in a batch in flight included, to test batch_id and read created_at — and each row holds its
-ciphertext, so a page per record. (status, batch_id, id, created_at) answers from the index
+ciphertext, so a page per record. (status, batch_id, id, created_at) answers the count and
+the oldest time from the index alone, finds the batch's rows without passing over the others,
 and still serves counts by status.
 """
 
