@@ -257,7 +257,8 @@ def write(
         for name, p in profile.items():
             unit = "read" if name == "read" else "record"
             per = f"{p.get('ms_per_call', p.get('ms_per_record'))} ms per {unit}"
-            lines += [f"**{name}** — {per}, without HTTP:", "", "| share | what |", "|---|---|"]
+            when = f" (measured {p['measured_at']})" if "measured_at" in p else ""
+            lines += [f"**{name}** — {per}, without HTTP{when}:", "", "| share | what |", "|---|---|"]
             lines += [f"| {r['share'] * 100:.0f} % | {r['what']} |" for r in p["where"]]
             lines.append("")
         lines += ["Full call trees: bench/results/profile-read.txt, bench/results/profile-ingest.txt.", ""]
