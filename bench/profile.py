@@ -10,7 +10,6 @@ benchmark's latency.
 
 from __future__ import annotations
 
-import gc
 import json
 import time
 from pathlib import Path
@@ -24,8 +23,8 @@ from bench.harness import AUTOMINE, CLINIC_KEY, INSURER_KEY, FastSigner
 from bench.loadgen import Prepared
 from careledger.codes import Purpose
 from careledger.config import Settings
-from careledger.services import access, fhir, ingest
-from careledger.services.gateway import build_gateway
+from careledger.services import access, ingest
+from careledger.services.gateway import build_gateway, prepare_to_serve
 from careledger.services.requests import identify, spend_nonce
 
 # Functions whose inclusive time we report, by name (outermost match wins).
@@ -97,10 +96,7 @@ def run(work: Path, results: Path, *, small: bool = False) -> dict[str, Any]:
             log_level="WARNING",
         )
         gw = build_gateway(settings, migrate=False)
-        # as the gateway's startup does: the pre-check built before any request, and what lives
-        # as long as the process out of the collector's sight (else each collection walks it)
-        fhir.prepare()
-        gc.freeze()
+        prepare_to_serve()  # as the gateway's startup does
         try:
             record_ids = scenarios._readable(c)
             reader = FastSigner(INSURER_KEY)

@@ -4,7 +4,6 @@ check except the operational probes (/health, /ready, /metrics), which carry no 
 from __future__ import annotations
 
 import base64
-import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -43,7 +42,7 @@ from careledger.codes import Purpose, categories_of, purposes_of
 from careledger.config import Settings
 from careledger.services import access, accounting, consent, enrollment, erasure, fhir, ingest
 from careledger.services.audit_export import ExportedRecord, export_records
-from careledger.services.gateway import Gateway, build_gateway
+from careledger.services.gateway import Gateway, build_gateway, prepare_to_serve
 from careledger.services.jobs import JobStatus, job_status
 from careledger.services.records import list_records
 from careledger.services.requests import Principal, identify, spend_nonce_async
@@ -281,11 +280,7 @@ def create_app(settings: Settings | None = None, gateway: Gateway | None = None)
     async def lifespan(app: FastAPI) -> Any:
         gw = gateway if gateway is not None else await run_in_threadpool(build_gateway, settings)
         app.state.gateway = gw
-        await run_in_threadpool(fhir.prepare)
-        # What is alive now (modules, models, the ABIs) lives as long as the process: moved out
-        # of the cyclic collector's sight, a full collection no longer walks ~100 MB of it.
-        gc.collect()
-        gc.freeze()
+        await run_in_threadpool(prepare_to_serve)
         gw.start_relayer()
         yield
         await gw.db.aclose()

@@ -35,6 +35,7 @@ from careledger.chain.eip712 import (
 from careledger.chain.reverts import RevertDecoder
 from careledger.chain.rpc import RawRpc
 from careledger.chain.sender import Sender, _revert_data
+from careledger.chain.words import address_word, bytes32_word, uint_word
 from careledger.codes import MemberStatus, Role
 from careledger.hashing import checksum
 
@@ -391,7 +392,7 @@ class MemberRegistryClient(_ContractClient):
         cached = self.ledger.watcher.signers.get(key)
         if cached is not None:
             return cached
-        words = self.ledger.watcher.call(self.address, _ACTIVE_SIGNER, [_word(account)], head.number)
+        words = self.ledger.watcher.call(self.address, _ACTIVE_SIGNER, [address_word(account)], head.number)
         if words is None:  # refused: let web3 decode why
             member, role = self._call(self.contract.functions.activeSigner(account), head.number)
         else:
@@ -502,7 +503,7 @@ class ConsentRegistryClient(_ContractClient):
     ) -> bytes | None:
         """The id of a consent that permits this (at `block`, else now), or None."""
         if block is not None and 0 <= category < 256 and 0 <= purpose < 256:
-            args = [_word(patient), _word(grantee), category.to_bytes(32, "big"), purpose.to_bytes(32, "big")]
+            args = [address_word(patient), address_word(grantee), uint_word(category), uint_word(purpose)]
             words = self.ledger.watcher.call(self.address, _IS_PERMITTED, args, block)
             if words is not None:
                 return words[1] if int.from_bytes(words[0], "big") else None
@@ -547,7 +548,7 @@ class ConsentRegistryClient(_ContractClient):
         self, patient: str, grantee: str, index: int, *, block: int | None = None
     ) -> StoredConsent:
         if block is not None:
-            args = [_word(patient), _word(grantee), index.to_bytes(32, "big")]
+            args = [address_word(patient), address_word(grantee), uint_word(index)]
             words = self.ledger.watcher.call(self.address, _GET_CONSENT, args, block)
             if words is not None and len(words) == 5:
                 n = [int.from_bytes(w, "big") for w in words]
@@ -636,13 +637,16 @@ class RecordRegistryClient(_ContractClient):
         offset = 32 * len(groups)  # PatientRecords tuples are dynamic: each one's offset first
         for patient, entries in groups.items():
             body = b"".join(
-                [_word(patient), _uint(0x40), _uint(len(entries))]
-                + [_uint(_uint8(r.category)) + _b32(r.commitment) + _b32(r.supersedes) for r in entries]
+                [address_word(patient), uint_word(0x40), uint_word(len(entries))]
+                + [
+                    uint_word(r.category, 8) + bytes32_word(r.commitment) + bytes32_word(r.supersedes)
+                    for r in entries
+                ]
             )
-            heads.append(_uint(offset))
+            heads.append(uint_word(offset))
             bodies.append(body)
             offset += len(body)
-        return b"".join([_ANCHOR, _uint(0x20), _uint(len(groups)), *heads, *bodies])
+        return b"".join([_ANCHOR, uint_word(0x20), uint_word(len(groups)), *heads, *bodies])
 
     def anchored_batch(self, receipt: TxReceipt) -> tuple[int, bytes]:
         """(batch id, root) of the batch a receipt anchored (read from its one
@@ -897,26 +901,6 @@ _CONSENT_GRANTED = keccak(
     text="ConsentGranted(bytes32,address,address,uint256,uint16,uint8,uint40,uint40,address)"
 )
 _GET_CONSENT = keccak(text="getConsent(address,address,uint256)")[:4]
-
-
-def _word(address: str) -> bytes:
-    return bytes(12) + bytes.fromhex(address.removeprefix("0x"))
-
-
-def _uint(value: int) -> bytes:
-    return value.to_bytes(32, "big")
-
-
-def _uint8(value: int) -> int:
-    if not 0 <= value < 256:
-        raise ValueError(f"{value} does not fit a uint8")
-    return value
-
-
-def _b32(value: bytes) -> bytes:
-    if len(value) != 32:
-        raise ValueError(f"a bytes32 value has 32 bytes, not {len(value)}")
-    return value
 
 
 def _address(word: bytes) -> str:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Self
 
 from eth_account import Account
 
+from careledger.chain.words import address_word, bytes32_word, uint_word
 from careledger.hashing import keccak256
 
 CONSENT_DOMAIN = "CareLedger ConsentRegistry"
@@ -200,18 +201,10 @@ def _type_hash(type_string: str) -> bytes:
 def _encode(kind: str, value: Any) -> bytes:
     """One static EIP-712 field as its 32-byte word; ValueError if it does not fit the type."""
     if kind == "address":
-        raw = bytes.fromhex(str(value).removeprefix("0x"))
-        if len(raw) != 20:
-            raise ValueError(f"not an address: {value!r}")
-        return bytes(12) + raw
+        return address_word(value)
     if kind == "bytes32":
-        if not isinstance(value, bytes) or len(value) != 32:
-            raise ValueError("a bytes32 field takes 32 bytes")
-        return value
-    bits = int(kind.removeprefix("uint"))
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**bits:
-        raise ValueError(f"{value!r} does not fit {kind}")
-    return value.to_bytes(32, "big")
+        return bytes32_word(value)
+    return uint_word(value, int(kind.removeprefix("uint")))
 
 
 def _jsonable(value: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from careledger.chain.words import address_word, bytes32_word, uint_word
 from careledger.hashing import checksum_text, keccak256
 
 
@@ -52,7 +53,7 @@ class AnchoredRecord:
 
 def record_id_of(custodian: str, patient: str, commitment: bytes) -> bytes:
     """A record's id: keccak256(abi.encode(custodian, patient, commitment)), as RecordRegistry derives it."""
-    return keccak256(_address_word(custodian) + _address_word(patient) + _bytes32(commitment))
+    return keccak256(address_word(custodian) + address_word(patient) + bytes32_word(commitment))
 
 
 def anchored_leaf(custodian: str, patient: str, category: int, commitment: bytes, supersedes: bytes) -> bytes:
@@ -68,29 +69,14 @@ def record_leaf(
 ) -> bytes:
     """keccak256(abi.encode(recordId, patient, custodian, uint8 category, commitment, supersedes)),
     packed word by word (every field is static; eth_abi costs ~20 times as much per leaf)."""
-    if not 0 <= category < 256:
-        raise ValueError(f"category {category} does not fit uint8")
     return keccak256(
-        _bytes32(record_id)
-        + _address_word(patient)
-        + _address_word(custodian)
-        + category.to_bytes(32, "big")
-        + _bytes32(commitment)
-        + _bytes32(supersedes)
+        bytes32_word(record_id)
+        + address_word(patient)
+        + address_word(custodian)
+        + uint_word(category, 8)
+        + bytes32_word(commitment)
+        + bytes32_word(supersedes)
     )
-
-
-def _address_word(address: str) -> bytes:
-    raw = bytes.fromhex(address.removeprefix("0x"))
-    if len(raw) != 20:
-        raise ValueError(f"not an address: {address!r}")
-    return bytes(12) + raw
-
-
-def _bytes32(value: bytes) -> bytes:
-    if len(value) != 32:
-        raise ValueError("a bytes32 value is 32 bytes")
-    return value
 
 
 def _pair(a: bytes, b: bytes) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -20,6 +21,7 @@ from careledger.codes import MemberStatus, Role
 from careledger.config import Settings
 from careledger.crypto.keyfile import KeyRing, load_key_file, load_private_key
 from careledger.errors import ConfigurationError
+from careledger.services import fhir
 from careledger.services.relayer import Relayer
 from careledger.store.db import Database
 from careledger.store.group_commit import GroupCommit
@@ -90,6 +92,16 @@ PYTHON_RECURSION_LIMIT = 1000
 def bound_recursion() -> None:
     """Put Python's default recursion limit back, so deep input fails as an error, not a crash."""
     sys.setrecursionlimit(min(sys.getrecursionlimit(), PYTHON_RECURSION_LIMIT))
+
+
+def prepare_to_serve() -> None:
+    """Once, before a serving process's first request: the FHIR pre-check built (not on the
+    first record), then everything alive — modules, models, ABIs, the pre-check — moved out of
+    the cyclic collector's sight, so that a full collection no longer walks ~100 MB of what
+    lives as long as the process (built after the freeze, the pre-check cost reads 17 %)."""
+    fhir.prepare()
+    gc.collect()
+    gc.freeze()
 
 
 def build_gateway(settings: Settings, *, migrate: bool = True) -> Gateway:

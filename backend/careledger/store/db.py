@@ -172,11 +172,6 @@ class Database:
         self._async: tuple[asyncio.AbstractEventLoop, psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
         self._compiled: dict[int, str] = {}  # statement -> its SQL for the driver (statements are kept)
 
-    def turns_take(self, raw: Any) -> None:
-        """Before a write on a raw pooled connection (no SQLAlchemy events fire there): take
-        this process's turn at SQLite's write lock, as every other writer does."""
-        take_write_turn(self.engine, raw.dbapi_connection)
-
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"

@@ -36,7 +36,7 @@ from careledger.store.compiled import (
     every_column_insert,
     insert_defaults,
 )
-from careledger.store.db import Database
+from careledger.store.db import Database, take_write_turn
 from careledger.store.models import ChainJobRow, DisclosureRow, NonceRow
 
 log = logging.getLogger("careledger.store")
@@ -264,7 +264,7 @@ class _Statements:
         cursor = raw.cursor()
         try:
             if self.sqlite:
-                self.db.turns_take(raw)
+                take_write_turn(self.db.engine, raw.dbapi_connection)
                 outcomes = []
                 for row in params:
                     cursor.execute(sql, row)

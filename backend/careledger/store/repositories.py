@@ -193,7 +193,7 @@ class Records:
 
     def pending(self, limit: int) -> Sequence[RecordRow]:
         return self.s.scalars(
-            select(RecordRow).where(RecordRow.status == "pending", RecordRow.batch_id.is_(None))
+            select(RecordRow).where(*_WAITING_FOR_BATCH)
             .order_by(RecordRow.id).limit(limit)
         ).all()  # fmt: skip
 
@@ -239,11 +239,7 @@ class Records:
         )
 
     def oldest_pending_created_at(self) -> datetime | None:
-        return self.s.scalar(
-            select(func.min(RecordRow.created_at)).where(
-                RecordRow.status == "pending", RecordRow.batch_id.is_(None)
-            )
-        )
+        return self.s.scalar(select(func.min(RecordRow.created_at)).where(*_WAITING_FOR_BATCH))
 
     def count_by_status(self) -> dict[str, int]:
         rows = self.s.execute(select(RecordRow.status, func.count()).group_by(RecordRow.status)).all()
@@ -513,7 +509,10 @@ def _waiting(table: Any, *conditions: Any) -> Any:
     return select(func.count(), func.min(oldest.c.created_at))
 
 
-_RECORDS_WAITING = _waiting(RecordRow.__table__, RecordRow.status == "pending", RecordRow.batch_id.is_(None))
+_RECORDS = cast(Table, RecordRow.__table__)
+# A record accepted and not yet in an anchor batch: what ix_records_waiting is ordered by.
+_WAITING_FOR_BATCH = (_RECORDS.c.status == "pending", _RECORDS.c.batch_id.is_(None))
+_RECORDS_WAITING = _waiting(_RECORDS, *_WAITING_FOR_BATCH)
 _DISCLOSURES_WAITING = _waiting(DisclosureRow.__table__, DisclosureRow.status == "pending")
 _UNSETTLED = (
     select(ChainTxRow.id, ChainTxRow.purpose, ChainTxRow.tx_hash, ChainTxRow.raw, ChainTxRow.nonce)
@@ -526,7 +525,6 @@ _BY_LOCAL_REFERENCE = (
     .order_by((PatientRow.status == "enrolled").desc(), PatientRow.id.desc())
     .limit(1)
 )
-_RECORDS = cast(Table, RecordRow.__table__)
 _INSERT_RECORD = every_column_insert(_RECORDS)
 
 
@@ -593,7 +591,7 @@ _PENDING_ENTRIES = (
     select(_RECORDS.c.id, PatientRow.address, _RECORDS.c.category, _RECORDS.c.commitment,
            _RECORDS.c.supersedes)
     .join(PatientRow, PatientRow.id == _RECORDS.c.patient_id)
-    .where(_RECORDS.c.status == "pending", _RECORDS.c.batch_id.is_(None))
+    .where(*_WAITING_FOR_BATCH)
     .order_by(_RECORDS.c.id).limit(bindparam("limit"))
 )  # fmt: skip
 _STATE = select(GatewayStateRow.value).where(GatewayStateRow.name == bindparam("name"))
